@@ -1,0 +1,292 @@
+"""`satdask` commands: parse, call the library, print. Errors are one line on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from satdask.errors import SatdaskError
+
+EXIT_ERROR, EXIT_USAGE = 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line instead of argparse's usage block, like every other satdask error."""
+        self.exit(EXIT_USAGE, f"satdask: error: {message} (see {self.prog} --help)\n")
+
+
+def _bands(text: str) -> list[int]:
+    try:
+        return [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--bands must be like 1,2,3, got {text!r}") from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from satdask import __version__
+
+    p = _Parser(prog="satdask", description=__doc__)
+    p.add_argument("--version", action="version", version=f"satdask {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("sample", help="write a deterministic sample COG")
+    s.add_argument("out", type=Path)
+    s.add_argument("--size", type=_positive, default=4096)
+    s.add_argument("--bands", type=_positive, default=4)
+    s.add_argument("--dtype", default="uint16")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_sample)
+
+    s = sub.add_parser("ingest", help="download a scene with a checksum (idempotent)")
+    s.add_argument("url")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--sha256")
+    s.set_defaults(func=cmd_ingest)
+
+    s = sub.add_parser("validate", help="check scenes and report")
+    s.add_argument("scenes", nargs="+")
+    s.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("train", help="train a threshold model into a registry")
+    s.add_argument("scenes", nargs="+")
+    s.add_argument("--registry", type=Path, required=True)
+    _scene_options(s)
+    s.add_argument("--allow-mixed-crs", action="store_true")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("infer", help="run batch inference into a Zarr run store")
+    s.add_argument("scene")
+    s.add_argument("--model", required=True, help="registry DIR[:ID], ID defaults to latest")
+    s.add_argument("--out", type=Path, required=True)
+    _scene_options(s)
+    s.add_argument("--overwrite", action="store_true")
+    s.set_defaults(func=cmd_infer)
+
+    runs = sub.add_parser("runs", help="inspect run stores").add_subparsers(
+        dest="runs_command", required=True, parser_class=_Parser
+    )
+    s = runs.add_parser("show", help="summarise a run store")
+    s.add_argument("store", type=Path)
+    s.add_argument("--json", action="store_true", help="print all run attributes as JSON")
+    s.set_defaults(func=cmd_runs_show)
+
+    s = sub.add_parser("export", help="export a run in the reference pipeline's shape")
+    s.add_argument("store", type=Path)
+    s.add_argument("--format", choices=["json"], required=True)
+    s.add_argument("--out", type=Path, help="file to write (default: stdout)")
+    s.set_defaults(func=cmd_export)
+
+    models = sub.add_parser("models", help="inspect a model registry").add_subparsers(
+        dest="models_command", required=True, parser_class=_Parser
+    )
+    s = models.add_parser("list", help="list model artifacts")
+    s.add_argument("--registry", type=Path, required=True)
+    s.set_defaults(func=cmd_models_list)
+
+    s = sub.add_parser("demo", help="sample, validate, train, infer and show, end to end")
+    s.add_argument("--workdir", type=Path, default=Path("satdask-demo"))
+    s.add_argument("--size", type=_positive, default=4096)
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def _scene_options(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--scheduler", default="local", help="local, threads or tcp://host:port")
+    s.add_argument("--tile-size", type=_positive, default=256)
+    s.add_argument("--tiles-per-chunk", type=_positive)
+    s.add_argument("--edge", choices=["skip", "pad"], default="skip")
+    s.add_argument("--bands", type=_bands)
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    from satdask.ingest import write_sample
+
+    path = write_sample(
+        args.out, size=args.size, bands=args.bands, dtype=args.dtype, seed=args.seed
+    )
+    print(f"wrote {path} ({args.size} x {args.size} x {args.bands} {args.dtype})")
+
+
+def cmd_ingest(args: argparse.Namespace) -> None:
+    from satdask.ingest import ingest
+
+    result = ingest(args.url, args.out, sha256=args.sha256)
+    state = "downloaded" if result.downloaded else "already present"
+    print(f"{state}: {result.path} sha256={result.sha256}")
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    from satdask.validate import validate_many
+
+    for report in validate_many(args.scenes):
+        print(
+            f"ok {report.uri}: {report.width} x {report.height} x {report.bands} {report.dtype}, "
+            f"{report.crs}, nodata={report.nodata}, acquired={report.acquisition_time or '-'}"
+        )
+        for warning in report.warnings:
+            print(f"  warning: {warning}")
+
+
+def _scene_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "tile_size": args.tile_size,
+        "tiles_per_chunk": args.tiles_per_chunk,
+        "edge": args.edge,
+        "bands": args.bands,
+    }
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from satdask.registry import ModelRegistry
+    from satdask.training import train
+
+    registry = ModelRegistry(args.registry)  # refuses a file before any work
+    model = train(
+        args.scenes,
+        scheduler=args.scheduler,
+        allow_mixed_crs=args.allow_mixed_crs,
+        **_scene_kwargs(args),
+    )
+    artifact = registry.save(model)
+    print(
+        f"model {artifact.id}: threshold={model.threshold:.6g} "
+        f"on {model.lineage['tile_count']} tiles -> {artifact.uri}"
+    )
+
+
+def cmd_infer(args: argparse.Namespace) -> None:
+    from satdask.batch import run_batch
+    from satdask.registry import ModelRegistry, parse_model_ref
+
+    directory, ref = parse_model_ref(args.model)
+    artifact = ModelRegistry(directory).load(ref)
+    result = run_batch(
+        args.scene,
+        artifact,
+        args.out,
+        scheduler=args.scheduler,
+        overwrite=args.overwrite,
+        progress=sys.stderr.isatty(),
+        **_scene_kwargs(args),
+    )
+    print(_summary(result))
+
+
+def _summary(result: Any) -> str:
+    a = result.attrs
+    c, m, h = a["counts"], a["monitoring"], a["health"]
+    p = m["predictions"]
+    lines = [
+        f"run {a['run_id']} -> {result.path}",
+        f"  scene  {a['scene']['uri']} ({'x'.join(map(str, a['scene']['shape']))}, "
+        f"{a['scene']['crs']})",
+        f"  model  {a['model']['id']} sha256={str(a['model']['sha256'])[:12]}",
+        f"  tiles  {c['tiles_total']} total, {c['tiles_inferred']} inferred, "
+        f"{c['tiles_skipped']} nodata, {c['tiles_failed']} failed",
+        f"  preds  {p['bright']} bright ({_pct(p['bright_pct'])}), "
+        f"{p['dark']} dark ({_pct(p['dark_pct'])})",
+        f"  time   {a['timings']['total_s']:.2f} s total, {a['timings']['compute_s']:.2f} s "
+        f"compute, p95 block {m['latency']['block_ms']['p95']:.1f} ms",
+        f"  health {h['status']}, drift={'yes' if h['drift_detected'] else 'no'}, "
+        f"psi={_num(h['psi'])}",
+    ]
+    lines += [f"  - {r}" for r in h["recommendations"]]
+    return "\n".join(lines)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}%"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def cmd_runs_show(args: argparse.Namespace) -> None:
+    from satdask.batch import open_run
+
+    result = open_run(args.store)
+    print(json.dumps(result.attrs, indent=2) if args.json else _summary(result))
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from satdask.export import reference_json, write_export
+
+    text = json.dumps(reference_json(args.store), indent=2, allow_nan=False)
+    if args.out is None:
+        print(text)
+    else:
+        write_export(args.out, text + "\n")
+        print(f"wrote {args.out}")
+
+
+def cmd_models_list(args: argparse.Namespace) -> None:
+    from satdask.registry import ModelRegistry
+
+    artifacts = ModelRegistry(args.registry).list()
+    if not artifacts:
+        print(f"no models in {args.registry}")
+    for a in artifacts:
+        training = a.model.to_dict()
+        print(
+            f"{a.id}  {a.created_at}  threshold={training['threshold']:.6g}  "
+            f"tiles={a.lineage.get('tile_count', '-')}  sha256={a.sha256[:12]}"
+        )
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from satdask.demo import run_demo
+
+    run_demo(args.workdir, size=args.size, echo=print)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from satdask.logs import configure_logging
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(level=logging.DEBUG if args.debug else logging.INFO)
+    func: Callable[[argparse.Namespace], None] = args.func
+    started = time.perf_counter()
+    try:
+        func(args)
+    except SatdaskError as exc:
+        return _fail(args, exc, str(exc))
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _fail(args, exc, f"{where}{exc.strerror or exc}")
+    except KeyboardInterrupt:
+        return _fail(args, None, "interrupted")
+    except Exception as exc:  # a bug, not bad input: still one line unless --debug
+        return _fail(args, exc, f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)")
+    logging.getLogger("satdask.cli").debug("done in %.2f s", time.perf_counter() - started)
+    return 0
+
+
+def _fail(args: argparse.Namespace, exc: BaseException | None, message: str) -> int:
+    if args.debug and exc is not None:
+        raise exc
+    print(f"satdask: error: {' '.join(message.split())}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Where a run's tasks execute: a LocalCluster, an existing scheduler, or threads."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from satdask.errors import RunError
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+log = logging.getLogger("satdask.cluster")
+Scheduler = str  # "local", "threads" or "tcp://host:port"
+
+
+def describe(scheduler: str | Client | None) -> str:
+    if scheduler is None or isinstance(scheduler, str):
+        return scheduler or "local"
+    return f"client:{scheduler.scheduler.address}"
+
+
+@contextmanager
+def compute_client(
+    scheduler: str | Client | None = "local", *, n_workers: int | None = None
+) -> Iterator[Client | None]:
+    """Yield a distributed Client, or None for the in-process threaded scheduler.
+
+    A LocalCluster made here is closed on exit; a Client or address given by the
+    caller is left running.
+    """
+    from distributed import Client
+
+    if isinstance(scheduler, Client):
+        yield scheduler
+        return
+    if scheduler == "threads":
+        yield None
+        return
+    if scheduler in (None, "local"):
+        with _local_client(n_workers) as client:
+            yield client
+        return
+    if isinstance(scheduler, str) and "://" in scheduler:
+        try:
+            client = Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError) as exc:
+            raise RunError(f"scheduler {scheduler}: cannot connect ({exc})") from None
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    raise RunError(f"scheduler must be 'local', 'threads' or tcp://host:port, got {scheduler!r}")
+
+
+@contextmanager
+def _local_client(n_workers: int | None) -> Iterator[Client]:
+    from distributed import Client, LocalCluster
+
+    workers = n_workers or min(os.cpu_count() or 1, 4)
+    with (
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address="127.0.0.1:0",
+            host="127.0.0.1",
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        log.info("LocalCluster with %d workers; dashboard %s", workers, client.dashboard_link)
+        yield client

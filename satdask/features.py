@@ -1,0 +1,166 @@
+"""Per-tile features of a block of whole tiles: pure, vectorized numpy.
+
+A block (band, y, x) is reshaped to (band, ky, T, kx, T) and reduced once, so the
+cost is one pass over the pixels whatever the number of tiles. Sums are exact
+integers for 8- and 16-bit data and fixed-order float64 otherwise, which makes
+every tile's result bit-identical however the scene is chunked.
+
+Invalid samples are excluded: the nodata value, NaN and +/-inf (an infinite value
+is treated as a sensor fault, not as data), and pixels beyond the scene in padded
+edge tiles. A tile with no valid sample gets status ``nodata`` and NaN features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from satdask.grid import EdgePolicy
+
+STATUS_OK, STATUS_NODATA, STATUS_FAILED = 0, 1, 2
+STATUS_NAMES = ("ok", "nodata", "failed")
+FEATURE_NAMES = ("mean_intensity", "std_intensity", "valid_fraction")
+
+# Squares of these integer types fit the wider type exactly, so sums stay exact in int64.
+_EXACT_SQUARE = {
+    np.dtype("uint8"): np.uint16,
+    np.dtype("uint16"): np.uint32,
+    np.dtype("int16"): np.int32,
+}
+
+
+@dataclass(frozen=True)
+class TileFeatures:
+    """Arrays of shape (tile rows, tile cols) for one block."""
+
+    mean_intensity: np.ndarray
+    std_intensity: np.ndarray
+    valid_fraction: np.ndarray
+    status: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.status.shape
+
+    def mark_failed(self, failed: np.ndarray) -> TileFeatures:
+        """Copy with the tiles in `failed` (bool, same shape) set to status failed."""
+        mean = np.where(failed, np.nan, self.mean_intensity)
+        std = np.where(failed, np.nan, self.std_intensity)
+        frac = np.where(failed, 0.0, self.valid_fraction)
+        status = np.where(failed, np.uint8(STATUS_FAILED), self.status).astype(np.uint8)
+        return TileFeatures(mean, std, frac, status)
+
+
+def block_features(
+    data: np.ndarray,
+    *,
+    tile_size: int,
+    nodata: float | None = None,
+    edge: EdgePolicy = "skip",
+) -> TileFeatures:
+    """Features of every tile in a (band, y, x) block that starts on a tile corner.
+
+    A block may end with a partial tile at the scene's right or bottom edge: under
+    ``skip`` it is dropped, under ``pad`` it is kept with the missing pixels invalid.
+    """
+    data, valid = _whole_tiles(np.asarray(data), tile_size, edge)
+    bands, height, width = data.shape
+    t = tile_size
+    ky, kx = height // t, width // t
+    if data.dtype in _EXACT_SQUARE and not _is_nan(nodata):
+        count, mean, var = _integer_moments(data, valid, nodata, t, ky, kx)
+    else:
+        count, mean, var = _float_moments(data, valid, nodata, t, ky, kx)
+    per_tile = bands * t * t
+    empty = count == 0
+    return TileFeatures(
+        mean_intensity=np.where(empty, np.nan, mean),
+        std_intensity=np.where(empty, np.nan, np.sqrt(var)),
+        valid_fraction=count / per_tile,
+        status=np.where(empty, STATUS_NODATA, STATUS_OK).astype(np.uint8),
+    )
+
+
+def _whole_tiles(
+    data: np.ndarray, t: int, edge: EdgePolicy
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Crop (skip) or pad (pad) to whole tiles; the mask marks padded pixels invalid."""
+    _, h, w = data.shape
+    if edge == "skip":
+        return data[:, : h - h % t, : w - w % t], None
+    ph, pw = -h % t, -w % t
+    if not (ph or pw):
+        return data, None
+    valid = np.ones(data.shape, dtype=bool)
+    pad = ((0, 0), (0, ph), (0, pw))
+    return np.pad(data, pad), np.pad(valid, pad, constant_values=False)
+
+
+def _is_nan(value: float | None) -> bool:
+    return value is not None and bool(np.isnan(value))
+
+
+def _representable(value: float | None, dtype: np.dtype) -> bool:
+    """A nodata value outside an integer dtype's range can never match a pixel."""
+    if value is None or not float(value).is_integer():
+        return False
+    info = np.iinfo(dtype)
+    return info.min <= value <= info.max
+
+
+def _tiles(a: np.ndarray, t: int, ky: int, kx: int) -> np.ndarray:
+    return a.reshape(a.shape[0], ky, t, kx, t)
+
+
+def _integer_moments(
+    data: np.ndarray, valid: np.ndarray | None, nodata: float | None, t: int, ky: int, kx: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact int64 sums of values and squares: associative, so chunking cannot matter."""
+    if _representable(nodata, data.dtype):
+        not_nodata = data != data.dtype.type(nodata)
+        valid = not_nodata if valid is None else valid & not_nodata
+    if valid is not None:
+        data = np.where(valid, data, data.dtype.type(0))
+        count = _tiles(valid, t, ky, kx).sum(axis=(0, 2, 4), dtype=np.int64)
+    else:
+        count = np.full((ky, kx), data.shape[0] * t * t, dtype=np.int64)
+    total = _tiles(data, t, ky, kx).sum(axis=(0, 2, 4), dtype=np.int64)
+    squares = np.multiply(data, data, dtype=_EXACT_SQUARE[data.dtype])
+    total_sq = _tiles(squares, t, ky, kx).sum(axis=(0, 2, 4), dtype=np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / count
+        var = np.maximum(total_sq / count - mean * mean, 0.0)
+    return count, mean, var
+
+
+def _float_moments(
+    data: np.ndarray, valid: np.ndarray | None, nodata: float | None, t: int, ky: int, kx: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two-pass float64 mean and variance, each sum taken in a fixed order per tile."""
+    x = data.astype(np.float64)
+    finite = np.isfinite(x)
+    if nodata is not None and not _is_nan(nodata):
+        finite &= x != nodata
+    valid = finite if valid is None else valid & finite
+    x[~valid] = 0.0
+    count = _tiles(valid, t, ky, kx).sum(axis=(0, 2, 4), dtype=np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = _tile_sum(_tiles(x, t, ky, kx)) / count
+        dev = _tiles(x, t, ky, kx) - mean[None, :, None, :, None]
+        dev[~_tiles(valid, t, ky, kx)] = 0.0
+        np.multiply(dev, dev, out=dev)
+        var = _tile_sum(dev) / count
+    return count, mean, var
+
+
+def _tile_sum(x5: np.ndarray) -> np.ndarray:
+    """Sum (band, ky, T, kx, T) over each tile: rows of T first, then the row sums.
+
+    Both reductions run over a contiguous last axis of fixed length, so numpy's
+    pairwise summation sees the same sequence for a tile in any block shape.
+    """
+    rows = x5.sum(axis=4)  # (band, ky, T, kx)
+    bands, ky, t, kx = rows.shape
+    per_tile = np.ascontiguousarray(rows.transpose(1, 3, 0, 2)).reshape(ky, kx, bands * t)
+    return per_tile.sum(axis=-1)

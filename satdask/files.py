@@ -1,0 +1,24 @@
+"""Writing files so a crash or a race never leaves half a file or replaces one."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def write_new(path: Path, data: bytes) -> None:
+    """Write `path`, which must not exist: full temp file, fsync, then a hard link.
+
+    `os.link` refuses an existing name, so two writers cannot both succeed and a
+    reader sees either nothing or the whole file. Raises FileExistsError.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, path)
+    finally:
+        os.unlink(tmp)

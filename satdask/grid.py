@@ -1,0 +1,179 @@
+"""The tile grid of a scene: pure geometry, no I/O.
+
+Every other module asks the grid where a tile is, so batch, API and plots agree
+on one definition of tile (row, col), its pixel window, transform and bounds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from affine import Affine
+from rasterio.windows import Window
+
+from satdask.errors import GridError
+
+EdgePolicy = Literal["skip", "pad"]
+EDGE_POLICIES: tuple[str, ...] = ("skip", "pad")
+Chunks = tuple[tuple[int, ...], tuple[int, ...]]
+
+
+def check_tile_size(tile_size: object) -> int:
+    """A tile size must be a positive integer; bool is refused though it is an int."""
+    if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size <= 0:
+        raise GridError(f"tile_size must be a positive integer, got {tile_size!r}")
+    return tile_size
+
+
+def check_edge(edge: object) -> EdgePolicy:
+    if edge not in EDGE_POLICIES:
+        raise GridError(f"edge must be one of {', '.join(EDGE_POLICIES)}, got {edge!r}")
+    return edge  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Tiles of `tile_size` pixels laid from the scene's upper-left corner.
+
+    Under edge policy ``skip`` the partial tiles at the right and bottom edges are
+    dropped (the reference pipeline's behaviour); under ``pad`` they are kept and
+    the missing pixels count as invalid.
+    """
+
+    height: int
+    width: int
+    transform: Affine
+    tile_size: int = 256
+    edge: EdgePolicy = "skip"
+
+    def __post_init__(self) -> None:
+        check_tile_size(self.tile_size)
+        check_edge(self.edge)
+        if self.height <= 0 or self.width <= 0:
+            raise GridError(f"scene size must be positive, got {self.height} x {self.width}")
+
+    @property
+    def rows(self) -> int:
+        return self._count(self.height)
+
+    @property
+    def cols(self) -> int:
+        return self._count(self.width)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.rows, self.cols
+
+    @property
+    def size(self) -> int:
+        return self.rows * self.cols
+
+    def _count(self, pixels: int) -> int:
+        if self.edge == "pad":
+            return math.ceil(pixels / self.tile_size)
+        return pixels // self.tile_size
+
+    @property
+    def grid_transform(self) -> Affine:
+        """Transform of the tile grid seen as a raster whose pixels are tiles."""
+        return self.transform @ Affine.scale(self.tile_size)
+
+    def _check(self, row: int, col: int) -> None:
+        if not (0 <= row < self.rows and 0 <= col < self.cols):
+            raise GridError(
+                f"tile ({row}, {col}) is outside the {self.rows} x {self.cols} tile grid"
+            )
+
+    def window(self, row: int, col: int) -> Window:
+        """Pixel window of a tile, clipped to the scene (smaller than a tile at pad edges)."""
+        self._check(row, col)
+        t = self.tile_size
+        r0, c0 = row * t, col * t
+        return Window(c0, r0, min(t, self.width - c0), min(t, self.height - r0))
+
+    def tile_transform(self, row: int, col: int) -> Affine:
+        self._check(row, col)
+        t = self.tile_size
+        return self.transform @ Affine.translation(col * t, row * t)
+
+    def bounds(self, row: int, col: int) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) of the whole tile, including any padded part."""
+        tf = self.tile_transform(row, col)
+        t = self.tile_size
+        xs = (tf.c, tf.c + tf.a * t)
+        ys = (tf.f, tf.f + tf.e * t)
+        return min(xs), min(ys), max(xs), max(ys)
+
+    def tile_at(self, x: float, y: float) -> tuple[int, int]:
+        """Tile containing the point (x, y) in the scene's CRS."""
+        col_f, row_f = ~self.grid_transform @ (x, y)
+        row, col = math.floor(row_f), math.floor(col_f)
+        self._check(row, col)
+        return row, col
+
+    def centres(self) -> tuple[list[float], list[float]]:
+        """Tile-centre coordinates (xs, ys) in the scene's CRS, for a rectilinear scene."""
+        g = self.grid_transform
+        xs = [g.c + g.a * (c + 0.5) for c in range(self.cols)]
+        ys = [g.f + g.e * (r + 0.5) for r in range(self.rows)]
+        return xs, ys
+
+    def pixel_chunks(self, tiles_per_chunk: tuple[int, int]) -> Chunks:
+        """Dask chunks in pixels holding whole tiles, `tiles_per_chunk` (rows, cols) each.
+
+        The last chunk also takes the partial remainder, so no chunk is smaller than
+        a tile; under ``pad`` that remainder becomes one more tile of the last chunk.
+        """
+        ky, kx = (check_tile_size(k) for k in tiles_per_chunk)
+        return (
+            _pixel_chunks(self.height, self.tile_size, ky),
+            _pixel_chunks(self.width, self.tile_size, kx),
+        )
+
+    def tiles_per_pixel_chunk(self, chunks: Chunks) -> Chunks:
+        """Tile counts of each chunk along rows and cols, by the edge policy."""
+        return tuple(  # type: ignore[return-value]
+            tuple(self._count(c) for c in axis) for axis in chunks
+        )
+
+    def blocks(self, chunks: Chunks) -> Iterator[Block]:
+        """Blocks of whole tiles in row-major order; each reads only pixels it uses."""
+        t = self.tile_size
+        row_tiles, col_tiles = self.tiles_per_pixel_chunk(chunks)
+        r0 = 0
+        for nr, rows_px in zip(row_tiles, chunks[0], strict=True):
+            c0 = 0
+            for nc, cols_px in zip(col_tiles, chunks[1], strict=True):
+                if nr and nc:
+                    window = Window(c0 * t, r0 * t, min(nc * t, cols_px), min(nr * t, rows_px))
+                    yield Block(r0, c0, nr, nc, window)
+                c0 += nc
+            r0 += nr
+
+
+@dataclass(frozen=True)
+class Block:
+    """A rectangle of tiles (row0, col0, rows, cols) and its pixel window in the scene."""
+
+    row0: int
+    col0: int
+    rows: int
+    cols: int
+    window: Window
+
+    @property
+    def tiles(self) -> int:
+        return self.rows * self.cols
+
+
+def _pixel_chunks(pixels: int, tile_size: int, k: int) -> tuple[int, ...]:
+    full_tiles = pixels // tile_size
+    if full_tiles == 0:
+        return (pixels,)
+    groups, rest = divmod(full_tiles, k)
+    px = [k * tile_size] * groups + ([rest * tile_size] if rest else [])
+    px[-1] += pixels - full_tiles * tile_size
+    return tuple(px)

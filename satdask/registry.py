@@ -1,0 +1,150 @@
+"""Versioned, immutable, checksummed model artifacts in a directory.
+
+Each artifact is `<uuid>.json`, written once (a hard link that fails if the name
+exists) and verified on every load. `latest.json` is a symlink swapped
+atomically, never a copy, so it cannot disagree with the artifact it names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from satdask.errors import ModelError, RegistryError
+from satdask.files import write_new
+from satdask.lineage import canonical_sha256
+from satdask.models.base import TileModel, model_from_dict
+
+SCHEMA_VERSION = 1
+LATEST = "latest"
+_REQUIRED = ("schema_version", "id", "kind", "created_at", "parameters", "lineage", "sha256")
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    """A loaded, verified model and the facts that trace it."""
+
+    id: str
+    sha256: str
+    created_at: str
+    uri: str
+    model: TileModel
+    lineage: Mapping[str, Any]
+
+    def describe(self) -> dict[str, Any]:
+        return {"id": self.id, "sha256": self.sha256, "uri": self.uri}
+
+
+class ModelRegistry:
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        if self.directory.exists() and not self.directory.is_dir():
+            raise RegistryError(f"{self.directory}: registry path exists and is not a directory")
+
+    def save(self, model: TileModel) -> ModelArtifact:
+        """Write a new version; an identical model still gets its own id."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RegistryError(
+                f"{self.directory}: cannot create registry ({exc.strerror})"
+            ) from None
+        artifact_id = str(uuid.uuid4())
+        body = {
+            "schema_version": SCHEMA_VERSION,
+            "id": artifact_id,
+            "kind": model.kind,
+            "created_at": datetime.now(UTC).isoformat(),
+            "parameters": model.to_dict(),
+            "lineage": dict(model.lineage),
+        }
+        body["sha256"] = canonical_sha256(body)
+        path = self.directory / f"{artifact_id}.json"
+        try:
+            write_new(path, json.dumps(body, indent=2, sort_keys=True).encode() + b"\n")
+        except FileExistsError:
+            raise RegistryError(f"{path}: artifact exists; artifacts are write-once") from None
+        self._point_latest(path.name)
+        return self._verified(path, body)
+
+    def load(self, ref: str = LATEST) -> ModelArtifact:
+        """Load by id or `latest`, refusing any artifact whose checksum fails."""
+        path = self._path(ref)
+        try:
+            body = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            raise RegistryError(f"{path}: no such model artifact") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RegistryError(f"{path}: malformed model artifact ({exc})") from None
+        return self._verified(path, body)
+
+    def list(self) -> list[ModelArtifact]:
+        """Every valid artifact, oldest first (broken ones raise, never hide)."""
+        if not self.directory.is_dir():
+            return []
+        paths = [p for p in self.directory.glob("*.json") if not p.is_symlink()]
+        return sorted((self.load(p.stem) for p in paths), key=lambda a: (a.created_at, a.id))
+
+    def _path(self, ref: str) -> Path:
+        if ref == LATEST:
+            path = self.directory / f"{LATEST}.json"
+            if not path.exists():
+                raise RegistryError(f"{self.directory}: registry has no model yet")
+            return path
+        try:
+            uuid.UUID(ref)
+        except ValueError:
+            raise RegistryError(f"{self.directory}: {ref!r} is not a model id") from None
+        return self.directory / f"{ref}.json"
+
+    def _verified(self, path: Path, body: Any) -> ModelArtifact:
+        if not isinstance(body, dict):
+            raise RegistryError(f"{path}: malformed model artifact (not a JSON object)")
+        missing = [k for k in _REQUIRED if k not in body]
+        if missing:
+            raise RegistryError(f"{path}: malformed model artifact (missing {', '.join(missing)})")
+        if body["schema_version"] != SCHEMA_VERSION:
+            raise RegistryError(
+                f"{path}: schema_version {body['schema_version']!r} is not supported "
+                f"(expected {SCHEMA_VERSION})"
+            )
+        content = {k: v for k, v in body.items() if k != "sha256"}
+        if canonical_sha256(content) != body["sha256"]:
+            raise RegistryError(f"{path}: checksum mismatch; the artifact was modified")
+        try:
+            model = model_from_dict(body["kind"], body["parameters"], lineage=body["lineage"])
+        except ModelError as exc:
+            raise RegistryError(f"{path}: {exc}") from None
+        return ModelArtifact(
+            id=body["id"],
+            sha256=body["sha256"],
+            created_at=body["created_at"],
+            uri=str(path.resolve()),
+            model=model,
+            lineage=body["lineage"],
+        )
+
+    def _point_latest(self, target: str) -> None:
+        link = self.directory / f"{LATEST}.json"
+        tmp = self.directory / f".{LATEST}.{uuid.uuid4().hex}"
+        os.symlink(target, tmp)
+        os.replace(tmp, link)
+
+
+def parse_model_ref(ref: str) -> tuple[str, str]:
+    """'DIR[:ID]' -> (DIR, ID or 'latest'); a DIR containing ':' that exists wins."""
+    if os.path.isdir(ref) or ":" not in ref:
+        return ref, LATEST
+    directory, _, artifact = ref.rpartition(":")
+    return directory, artifact or LATEST
+
+
+def canonical_model_sha256(model: TileModel) -> str:
+    """Hash of an unregistered model's parameters, for lineage of ad-hoc runs."""
+    return canonical_sha256({"kind": model.kind, "parameters": model.to_dict()})

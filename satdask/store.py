@@ -1,0 +1,105 @@
+"""The run store: one Zarr v3 group per run, written so a crash never looks finished.
+
+The store is written under a hidden staging name beside its destination, moved
+into place with one rename, and only then marked `complete: true`. Readers
+refuse a store without that mark.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+import zarr
+from rasterio.crs import CRS
+
+from satdask.errors import RunError
+from satdask.grid import TileGrid
+from satdask.tiles import tile_dataset
+
+ATTRS_KEY = "satdask"
+CHUNK_TILES = 1024  # output chunks hold many tiles: a 16384 px scene at 256 px is one chunk
+
+
+def check_destination(out: Path, *, overwrite: bool) -> None:
+    """Fail before any work when the run could not be written at `out`."""
+    if out.exists() and not overwrite:
+        raise RunError(f"{out}: already exists; pass overwrite=True (--overwrite) to replace it")
+    if out.exists() and not out.is_dir():
+        raise RunError(f"{out}: exists and is not a run store; refusing to replace it")
+    parent = out.parent
+    if not parent.is_dir():
+        raise RunError(f"{parent}: output directory does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise RunError(f"{parent}: output directory is not writable")
+
+
+def write_run(
+    variables: Mapping[str, np.ndarray],
+    *,
+    grid: TileGrid,
+    crs: CRS,
+    attrs: Mapping[str, Any],
+    out: Path,
+    overwrite: bool = False,
+) -> None:
+    """Stage, move into place, then mark complete; an old store is kept until then."""
+    check_destination(out, overwrite=overwrite)
+    ds = tile_dataset(variables, grid=grid, crs=crs)
+    ds.attrs[ATTRS_KEY] = {**attrs, "complete": False}
+    chunks = (min(grid.rows, CHUNK_TILES), min(grid.cols, CHUNK_TILES))
+    for name in variables:  # update, not replace: rioxarray keeps grid_mapping there
+        ds[name].encoding["chunks"] = chunks
+    staging = out.with_name(f".{out.name}.{uuid.uuid4().hex}.partial")
+    try:
+        with warnings.catch_warnings():
+            # Consolidated metadata is a zarr-python extension in v3; it lets a plain
+            # xr.open_zarr(out) open the store without a fallback warning.
+            warnings.simplefilter("ignore", zarr.errors.ZarrUserWarning)
+            ds.to_zarr(staging, mode="w-", zarr_format=3, consolidated=True)
+        _move_into_place(staging, out, overwrite=overwrite)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    group = zarr.open_group(out, mode="r+", zarr_format=3)
+    group.attrs[ATTRS_KEY] = {**attrs, "complete": True}
+
+
+def _move_into_place(staging: Path, out: Path, *, overwrite: bool) -> None:
+    """rename() refuses a non-empty target, so two runs racing for `out` cannot both win."""
+    trash = out.with_name(f".{out.name}.{uuid.uuid4().hex}.old")
+    if overwrite and out.exists():
+        os.rename(out, trash)
+    try:
+        os.rename(staging, out)
+    except OSError as exc:
+        if trash.exists():
+            os.rename(trash, out)
+        raise RunError(f"{out}: cannot move the run into place ({exc.strerror})") from None
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def read_attrs(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The run's lineage attributes; refuses anything that is not a complete run."""
+    try:
+        group = zarr.open_group(os.fspath(path), mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError):
+        raise RunError(f"{path}: not a run store") from None
+    attrs = dict(group.attrs).get(ATTRS_KEY)
+    if not isinstance(attrs, dict):
+        raise RunError(f"{path}: not a satdask run store (no '{ATTRS_KEY}' attributes)")
+    if attrs.get("complete") is not True:
+        raise RunError(f"{path}: run store is incomplete (the run crashed or is still writing)")
+    return attrs
+
+
+def open_store(path: str | os.PathLike[str]) -> xr.Dataset:
+    """Open a complete run store with georeferencing decoded."""
+    read_attrs(path)
+    return xr.open_zarr(os.fspath(path), decode_coords="all")
