@@ -34,7 +34,7 @@ from satdask.logs import run_logger
 from satdask.models.base import TileModel
 from satdask.monitoring import HealthPolicy, health_report, summarize
 from satdask.registry import ModelArtifact, canonical_model_sha256
-from satdask.scene import RasterSource, scene_nodata, scene_source
+from satdask.scene import RasterSource, gdal_message, scene_nodata, scene_source
 from satdask.tiles import scene_grid
 from satdask.training import SceneLike, as_scene
 from satdask.validate import validate
@@ -100,7 +100,7 @@ def _read_tile_by_tile(
             except RasterioError as exc:
                 failed[r, c] = True
                 tile = [block.row0 + r, block.col0 + c]
-                errors.append({"tile": tile, "message": " ".join(str(exc).split())})
+                errors.append({"tile": tile, "message": gdal_message(exc)})
                 continue
             if data is None:
                 data = np.zeros((pixels.shape[0], win.height, win.width), dtype=pixels.dtype)

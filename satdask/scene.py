@@ -123,7 +123,7 @@ def probe(source: str | os.PathLike[str]) -> SceneInfo:
                 acquisition_time=_acquisition_time(src),
             )
     except RasterioError as exc:
-        raise SceneError(f"{uri}: not a readable raster ({_gdal_message(exc)})") from None
+        raise SceneError(f"{uri}: not a readable raster ({gdal_message(exc)})") from None
 
 
 def _open(uri: str) -> rasterio.io.DatasetReader:
@@ -131,8 +131,12 @@ def _open(uri: str) -> rasterio.io.DatasetReader:
     return rasterio.open(uri)
 
 
-def _gdal_message(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
+def gdal_message(exc: BaseException) -> str:
+    """rasterio's message plus GDAL's own reason, which rasterio chains as the cause."""
+    parts = [str(exc)]
+    if exc.__cause__ is not None and str(exc.__cause__) not in parts[0]:
+        parts.append(str(exc.__cause__))
+    return " ".join(": ".join(parts).split())
 
 
 def _acquisition_time(src: rasterio.io.DatasetReader) -> str | None:
@@ -346,5 +350,5 @@ def read_tile(scene: xr.DataArray, row: int, col: int, *, grid: TileGrid) -> np.
         return scene_source(scene).read(grid.window(row, col))
     except RasterioError as exc:
         raise SceneError(
-            f"{scene.attrs['source']}: tile ({row}, {col}) cannot be read ({_gdal_message(exc)})"
+            f"{scene.attrs['source']}: tile ({row}, {col}) cannot be read ({gdal_message(exc)})"
         ) from None

@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+
+from satdask import ModelRegistry, RunError, ThresholdModel, open_run, open_scene, run_batch
+from satdask.batch import RunResult
+from satdask.features import STATUS_FAILED, STATUS_OK
+from satdask.store import ATTRS_KEY
+
+VARIABLES = ("prediction", "mean_intensity", "std_intensity", "valid_fraction", "status")
+
+
+def arrays(path: Path) -> dict[str, np.ndarray]:
+    ds = xr.open_zarr(path, decode_coords="all")
+    return {name: ds[name].values for name in VARIABLES}
+
+
+def assert_same_arrays(a: Path, b: Path) -> None:
+    x, y = arrays(a), arrays(b)
+    for name in VARIABLES:
+        assert x[name].dtype == y[name].dtype, name
+        assert x[name].tobytes() == y[name].tobytes(), name
+
+
+@pytest.fixture
+def artifact(sample_registry: Path):
+    return ModelRegistry(sample_registry).load()
+
+
+@pytest.fixture
+def threaded_run(sample_tif: Path, artifact, tmp_path: Path) -> RunResult:
+    return run_batch(sample_tif, artifact, tmp_path / "run.zarr", scheduler="threads")
+
+
+def test_run_store_is_a_georeferenced_tile_grid(threaded_run: RunResult, sample_tif: Path) -> None:
+    ds = xr.open_zarr(threaded_run.path, decode_coords="all")
+    scene = open_scene(sample_tif)
+    assert ds.rio.crs == scene.rio.crs
+    assert ds.rio.transform() == scene.rio.transform() @ __import__("affine").Affine.scale(256)
+    assert dict(ds.sizes) == {"y": 4, "x": 4}
+    assert ds["prediction"].dtype == np.int8 and ds["status"].dtype == np.uint8
+    assert ds["valid_fraction"].dtype == np.float32
+    # tile centres in the scene's CRS
+    assert float(ds.x[0]) == float(scene.x[0]) - 5.0 + 1280.0
+
+
+def test_attrs_trace_the_run(threaded_run: RunResult, sample_tif: Path, artifact) -> None:
+    from satdask.lineage import file_sha256
+
+    a = threaded_run.attrs
+    assert a["complete"] is True
+    assert a["model"] == {"id": artifact.id, "sha256": artifact.sha256, "uri": artifact.uri}
+    assert a["scene"]["sha256"] == file_sha256(sample_tif)
+    assert a["scene"]["crs"] == "EPSG:32633"
+    assert a["scene"]["acquisition_time"] == "2026-06-01T10:30:00"
+    assert a["config"]["tile_size"] == 256 and a["config"]["edge"] == "skip"
+    assert {"satdask", "dask", "zarr", "gdal"} <= set(a["versions"])
+    assert a["counts"] == {
+        "tiles_total": 16,
+        "tiles_inferred": 16,
+        "tiles_skipped": 0,
+        "tiles_failed": 0,
+    }
+    assert {"compute_s", "total_s", "hash_s"} <= set(a["timings"])
+    assert a["monitoring"]["latency"]["blocks"] == a["config"]["blocks"]
+    assert a["health"]["drift_detected"] is False  # the training scene itself
+    assert threaded_run.should_retrain() is False
+    json.dumps(a, allow_nan=False)  # strict JSON, no NaN
+
+
+def test_predictions_follow_the_threshold(threaded_run: RunResult, artifact) -> None:
+    out = arrays(threaded_run.path)
+    ok = out["status"] == STATUS_OK
+    expected = (out["mean_intensity"] > artifact.model.threshold).astype(np.int8)
+    np.testing.assert_array_equal(out["prediction"][ok], expected[ok])
+    assert 0 < out["prediction"].sum() < ok.sum()  # both classes occur in the sample
+
+
+def test_existing_output_is_refused_and_left_untouched(
+    threaded_run: RunResult, sample_tif: Path, artifact
+) -> None:
+    before = {p: p.read_bytes() for p in threaded_run.path.rglob("*") if p.is_file()}
+    with pytest.raises(RunError, match="already exists; pass overwrite=True"):
+        run_batch(sample_tif, artifact, threaded_run.path, scheduler="threads")
+    after = {p: p.read_bytes() for p in threaded_run.path.rglob("*") if p.is_file()}
+    assert before == after
+
+
+def test_overwrite_replaces_a_store_atomically(threaded_run: RunResult, sample_tif, artifact):
+    again = run_batch(sample_tif, artifact, threaded_run.path, scheduler="threads", overwrite=True)
+    assert again.run_id != threaded_run.run_id
+    assert open_run(threaded_run.path).run_id == again.run_id
+    leftovers = [p.name for p in threaded_run.path.parent.iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+
+
+def test_readers_refuse_an_incomplete_store(threaded_run: RunResult) -> None:
+    import zarr
+
+    group = zarr.open_group(threaded_run.path, mode="r+")
+    group.attrs[ATTRS_KEY] = {**group.attrs[ATTRS_KEY], "complete": False}
+    with pytest.raises(RunError, match="incomplete"):
+        open_run(threaded_run.path)
+
+
+def test_predictions_are_identical_across_chunking_schedulers_and_runs(
+    sample_tif: Path, artifact, tmp_path: Path
+) -> None:
+    runs = {
+        "default": run_batch(sample_tif, artifact, tmp_path / "a.zarr", scheduler="threads"),
+        "k1": run_batch(
+            sample_tif, artifact, tmp_path / "b.zarr", scheduler="threads", tiles_per_chunk=1
+        ),
+        "k2": run_batch(
+            sample_tif, artifact, tmp_path / "c.zarr", scheduler="threads", tiles_per_chunk=2
+        ),
+        "again": run_batch(sample_tif, artifact, tmp_path / "d.zarr", scheduler="threads"),
+        "local": run_batch(
+            sample_tif, artifact, tmp_path / "e.zarr", scheduler="local", tiles_per_chunk=2
+        ),
+    }
+    assert runs["k1"].attrs["config"]["blocks"] == 16
+    assert runs["k2"].attrs["config"]["blocks"] == 4
+    assert runs["local"].attrs["config"]["scheduler"] == "local"
+    for name, run in runs.items():
+        assert_same_arrays(runs["default"].path, run.path)
+        assert run.run_id != runs["default"].run_id or name == "default"
+
+
+def corrupt_block(path: Path, *, x: int, y: int) -> None:
+    """Overwrite the start of one compressed block so DEFLATE cannot decode it."""
+    with rasterio.open(path) as src:
+        offset = int(src.get_tag_item(f"BLOCK_OFFSET_{x}_{y}", "TIFF", bidx=1))
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(b"\xff" * 16)
+
+
+@pytest.mark.parametrize("tiles_per_chunk", [1, 3])
+def test_an_undecodable_block_fails_only_its_tile(
+    geotiff, tmp_path: Path, tiles_per_chunk: int
+) -> None:
+    rng = np.random.default_rng(0)
+    path = geotiff(rng.integers(1, 1000, (3, 768, 768)).astype(np.uint16), nodata=0)
+    corrupt_block(path, x=2, y=1)  # tile row 1, col 2
+    model = ThresholdModel(threshold=500.0)
+    run = run_batch(
+        path, model, tmp_path / "run.zarr", scheduler="threads", tiles_per_chunk=tiles_per_chunk
+    )
+    out = arrays(run.path)
+    failed = np.zeros((3, 3), bool)
+    failed[1, 2] = True
+    np.testing.assert_array_equal(out["status"] == STATUS_FAILED, failed)
+    assert out["prediction"][1, 2] == -1 and np.isnan(out["mean_intensity"][1, 2])
+    assert (out["status"][~failed] == STATUS_OK).all()
+    assert run.counts["tiles_failed"] == 1 and run.counts["tiles_inferred"] == 8
+    assert [e["tile"] for e in run.errors] == [[1, 2]]
+    assert "TIFFReadEncodedTile" in run.errors[0]["message"]
+    assert run.monitoring["counts"]["failed"] == 1
+    assert run.health["status"] == "degraded"  # 1 of 9 tiles failed > 2%
