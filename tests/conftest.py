@@ -12,6 +12,7 @@ import rasterio
 from affine import Affine
 
 SCENES_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "scenes"
+UTM_10M = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 5000000.0)
 
 
 def write_geotiff(
@@ -19,7 +20,7 @@ def write_geotiff(
     data: np.ndarray,
     *,
     crs: str | None = "EPSG:32633",
-    transform: Affine = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 5000000.0),
+    transform: Affine = UTM_10M,
     nodata: float | None = None,
     blocksize: int = 256,
     compress: str | None = "deflate",

@@ -285,7 +285,8 @@ def test_zero_training_std_and_huge_numbers_read_plainly():
     assert h["drift_detected"]
     assert h["recommendations"] == [
         "Retrain: tile mean moved by +59999 from training (limit 0.5 x training std = 0).",
-        "Retrain: tile-mean std changed by +10000, an unbounded amount of training std (limit 50%).",
+        "Retrain: tile-mean std changed by +10000, an unbounded amount of training std "
+        "(limit 50%).",
     ]
 
 

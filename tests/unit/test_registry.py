@@ -94,7 +94,7 @@ def test_malformed_json_and_unknown_ids_are_refused(tmp_path: Path, model: Thres
         registry.load(saved.id)
     with pytest.raises(RegistryError, match="no such model artifact"):
         registry.load("00000000-0000-4000-8000-000000000000")
-    with pytest.raises(RegistryError, match="'../x' is not a model id"):
+    with pytest.raises(RegistryError, match=r"'\.\./x' is not a model id"):
         registry.load("../x")
 
 
