@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +91,55 @@ def sample_registry(tmp_path_factory: pytest.TempPathFactory, sample_tif: Path) 
     directory = tmp_path_factory.mktemp("registry")
     ModelRegistry(directory).save(train([sample_tif], scheduler="threads"))
     return directory
+
+
+class RangeHandler(SimpleHTTPRequestHandler):
+    """Static files with HTTP Range support (what GDAL's /vsicurl/ needs), counting bytes."""
+
+    bytes_sent = 0
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
+        pass
+
+    def send_head(self):  # type: ignore[no-untyped-def]
+        path = Path(self.translate_path(self.path))
+        header = self.headers.get("Range")
+        if not path.is_file() or not header or not header.startswith("bytes="):
+            return super().send_head()
+        size = path.stat().st_size
+        start_text, _, end_text = header[len("bytes=") :].partition("-")
+        start = int(start_text)
+        end = min(int(end_text) if end_text else size - 1, size - 1)
+        f = open(path, "rb")  # noqa: SIM115  (closed by copyfile's caller)
+        f.seek(start)
+        self.send_response(206)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.send_header("Content-Length", str(end - start + 1))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        self._remaining = end - start + 1
+        return f
+
+    def copyfile(self, source, outputfile) -> None:  # type: ignore[no-untyped-def]
+        remaining = getattr(self, "_remaining", None)
+        data = source.read() if remaining is None else source.read(remaining)
+        type(self).bytes_sent += len(data)
+        outputfile.write(data)
+
+
+@pytest.fixture
+def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A loopback HTTP server with Range support: yields (base URL, served folder)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = partial(RangeHandler, directory=str(root))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

@@ -127,3 +127,26 @@ def test_mixed_crs_is_refused_unless_allowed(geotiff) -> None:
         validate_many([a, b])
     assert "a.tif" in str(info.value) and "b.tif" in str(info.value)
     assert len(validate_many([a, b], allow_mixed_crs=True)) == 2
+
+
+def test_a_cog_over_http_opens_lazily_and_reads_the_same_pixels(
+    http_root, sample_tif: Path
+) -> None:
+    import shutil
+
+    base, root = http_root
+    shutil.copy(sample_tif, root / "scene.tif")
+    remote = open_scene(f"{base}/scene.tif")
+    local = open_scene(sample_tif)
+    assert remote.attrs["source"] == f"{base}/scene.tif"
+    assert remote.rio.crs == local.rio.crs and remote.shape == local.shape
+    grid = scene_grid(remote)
+    np.testing.assert_array_equal(
+        read_tile(remote, 1, 2, grid=grid), read_tile(local, 1, 2, grid=grid)
+    )
+
+
+def test_a_missing_url_is_a_scene_error(http_root) -> None:
+    base, _ = http_root
+    with pytest.raises(SceneError, match="missing.tif: not a readable raster"):
+        open_scene(f"{base}/missing.tif")
