@@ -101,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--registry", type=Path, required=True)
     s.set_defaults(func=cmd_models_list)
 
+    s = sub.add_parser("serve", help="serve single-tile predictions over HTTP")
+    s.add_argument("--data-root", type=Path, help="folder of scenes (SATDASK_DATA_ROOT)")
+    s.add_argument("--model", help="registry DIR[:ID] (SATDASK_MODEL)")
+    s.add_argument("--host", help="bind address (SATDASK_HOST, default 127.0.0.1)")
+    s.add_argument("--port", type=int, help="port (SATDASK_PORT, default 8000)")
+    s.add_argument("--workers", type=_positive, help="uvicorn worker processes (SATDASK_WORKERS)")
+    s.set_defaults(func=cmd_serve)
+
     s = sub.add_parser("demo", help="sample, validate, train, infer and show, end to end")
     s.add_argument("--workdir", type=Path, default=Path("satdask-demo"))
     s.add_argument("--size", type=_positive, default=4096)
@@ -250,6 +258,23 @@ def cmd_models_list(args: argparse.Namespace) -> None:
             f"{a.id}  {a.created_at}  threshold={training['threshold']:.6g}  "
             f"tiles={a.lineage.get('tile_count', '-')}  sha256={a.sha256[:12]}"
         )
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    try:
+        from service.server import serve
+    except ImportError as exc:
+        raise SatdaskError(
+            f"the service needs the 'service' extra: pip install 'satdask[service]' ({exc})"
+        ) from None
+    overrides = {
+        "data_root": args.data_root,
+        "model": args.model,
+        "host": args.host,
+        "port": args.port,
+        "workers": args.workers,
+    }
+    serve(**{k: v for k, v in overrides.items() if v is not None})
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
