@@ -142,15 +142,17 @@ def cmd_ingest(args: argparse.Namespace) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
-    from satdask.validate import validate_many
+    from satdask.validate import check_same_crs, validate
 
-    for report in validate_many(args.scenes):
+    reports = [validate(scene) for scene in args.scenes]
+    for report in reports:
         print(
             f"ok {report.uri}: {report.width} x {report.height} x {report.bands} {report.dtype}, "
             f"{report.crs}, nodata={report.nodata}, acquired={report.acquisition_time or '-'}"
         )
         for warning in report.warnings:
             print(f"  warning: {warning}")
+    check_same_crs(reports)
 
 
 def _scene_kwargs(args: argparse.Namespace) -> dict[str, Any]:

@@ -253,7 +253,17 @@ def default_tiles_per_chunk(
     if block_w >= info.width and block_h < info.height:
         return max(1, int(pixels / (cols * tile_size) / tile_size)), cols
     k = max(1, int(math.sqrt(pixels) / tile_size))
-    return _align(k, tile_size, block_h), _align(k, tile_size, block_w)
+    return (
+        _align(_balance(k, info.height // tile_size), tile_size, block_h),
+        _align(_balance(k, info.width // tile_size), tile_size, block_w),
+    )
+
+
+def _balance(k: int, tiles: int) -> int:
+    """Same number of chunks, evened out: 8 tiles at k=6 become 4 + 4, not 6 + 2."""
+    if tiles <= k:
+        return max(tiles, 1)
+    return math.ceil(tiles / math.ceil(tiles / k))
 
 
 def _align(k: int, tile_size: int, block: int) -> int:
