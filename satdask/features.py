@@ -114,20 +114,33 @@ def _tiles(a: np.ndarray, t: int, ky: int, kx: int) -> np.ndarray:
 
 
 def _integer_moments(
-    data: np.ndarray, valid: np.ndarray | None, nodata: float | None, t: int, ky: int, kx: int
+    data: np.ndarray, real: np.ndarray | None, nodata: float | None, t: int, ky: int, kx: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Exact int64 sums of values and squares: associative, so chunking cannot matter."""
-    if _representable(nodata, data.dtype):
-        not_nodata = data != data.dtype.type(nodata)
-        valid = not_nodata if valid is None else valid & not_nodata
-    if valid is not None:
-        data = np.where(valid, data, data.dtype.type(0))
-        count = _tiles(valid, t, ky, kx).sum(axis=(0, 2, 4), dtype=np.int64)
-    else:
-        count = np.full((ky, kx), data.shape[0] * t * t, dtype=np.int64)
+    """Exact int64 sums of values and squares: associative, so chunking cannot matter.
+
+    Nodata pixels are not masked out of a copy: their exact contribution
+    (n x nodata, n x nodata^2) is subtracted from the sums afterwards. Padded
+    pixels (`real` False) are zeros and so add nothing.
+    """
+    per_tile = data.shape[0] * t * t
+    n_real = (
+        np.full((ky, kx), per_tile, dtype=np.int64)
+        if real is None
+        else _tiles(real, t, ky, kx).sum(axis=(0, 2, 4), dtype=np.int64)
+    )
     total = _tiles(data, t, ky, kx).sum(axis=(0, 2, 4), dtype=np.int64)
     squares = np.multiply(data, data, dtype=_EXACT_SQUARE[data.dtype])
     total_sq = _tiles(squares, t, ky, kx).sum(axis=(0, 2, 4), dtype=np.int64)
+    count = n_real
+    if _representable(nodata, data.dtype):
+        value = int(nodata)  # type: ignore[arg-type]
+        is_nodata = data == data.dtype.type(value)
+        if real is not None:
+            is_nodata &= real
+        n_nodata = _tiles(is_nodata, t, ky, kx).sum(axis=(0, 2, 4), dtype=np.int64)
+        count = n_real - n_nodata
+        total = total - value * n_nodata
+        total_sq = total_sq - value * value * n_nodata
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / count
         var = np.maximum(total_sq / count - mean * mean, 0.0)

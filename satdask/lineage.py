@@ -8,6 +8,7 @@ import os
 import platform
 from collections.abc import Mapping
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 _CHUNK = 8 * 1024 * 1024
@@ -60,4 +61,39 @@ def scene_sha256(uri: str) -> str | None:
     """sha256 of a local scene; None for a remote one, which would mean a full download."""
     from satdask.scene import is_remote
 
-    return None if is_remote(uri) else file_sha256(uri)
+    return None if is_remote(uri) else cached_file_sha256(uri)
+
+
+def cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    if "SATDASK_CACHE_DIR" in environ:
+        return Path(environ["SATDASK_CACHE_DIR"])
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "satdask"
+
+
+def cached_file_sha256(path: str | os.PathLike[str]) -> str:
+    """file_sha256, remembered per (device, inode, size, mtime, ctime) like git's index.
+
+    Hashing a 16384 x 16384 scene takes about a second; a rerun on an unchanged
+    file should not pay it again. ctime changes on any write and cannot be set
+    back by a user, so a stale entry cannot match a modified file.
+    """
+    from satdask.files import write_new
+
+    st = os.stat(path)
+    stamp = f"{os.path.realpath(path)}\0{st.st_dev}\0{st.st_ino}\0{st.st_size}\0"
+    stamp += f"{st.st_mtime_ns}\0{st.st_ctime_ns}"
+    entry = cache_dir() / "sha256" / hashlib.sha256(stamp.encode()).hexdigest()
+    try:
+        cached = entry.read_text().strip()
+        if len(cached) == 64:
+            return cached
+    except OSError:
+        pass
+    digest = file_sha256(path)
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        write_new(entry, digest.encode())
+    except OSError:  # a read-only or shared cache is an optimisation lost, not an error
+        pass
+    return digest
