@@ -52,6 +52,15 @@ def write_geotiff(
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Keep the hash cache of test runs (and their subprocesses) out of the user's home."""
+    with pytest.MonkeyPatch.context() as mp:
+        cache = tmp_path_factory.mktemp("cache")
+        mp.setenv("SATDASK_CACHE_DIR", str(cache))
+        yield cache
+
+
 @pytest.fixture
 def geotiff(tmp_path: Path) -> Callable[..., Path]:
     """Factory: geotiff(data, name="scene.tif", **options) -> path."""
