@@ -33,7 +33,7 @@ from satdask.grid import TileGrid, check_tile_size
 # Small block cache: GDAL's default (5% of RAM per process) made peak memory grow
 # with scene size; chunks are read once, so a big cache buys nothing.
 GDAL_OPTIONS: dict[str, str | int | bool] = {
-    "GDAL_CACHEMAX": 64,
+    "GDAL_CACHEMAX": 64 * 1024 * 1024,  # bytes: rasterio passes an int through as bytes
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
     "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF",
     "GDAL_HTTP_MAX_RETRY": 3,

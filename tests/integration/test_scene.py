@@ -148,5 +148,5 @@ def test_a_cog_over_http_opens_lazily_and_reads_the_same_pixels(
 
 def test_a_missing_url_is_a_scene_error(http_root) -> None:
     base, _ = http_root
-    with pytest.raises(SceneError, match="missing.tif: not a readable raster"):
+    with pytest.raises(SceneError, match=r"missing\.tif: not a readable raster"):
         open_scene(f"{base}/missing.tif")

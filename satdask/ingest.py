@@ -1,0 +1,510 @@
+"""Getting scenes onto local disk: checksummed downloads and a synthetic sample scene.
+
+Both functions write next to their final path and move into place at the end, so a
+crash never leaves a file that looks finished.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import glob
+import hashlib
+import http.client
+import math
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+from urllib.error import HTTPError, URLError
+from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.request import Request, url2pathname, urlopen
+
+import numpy as np
+
+from satdask.errors import IngestError, SatdaskError
+from satdask.lineage import file_sha256
+
+__all__ = ["IngestResult", "ingest", "write_sample"]
+
+# ---------------------------------------------------------------------------
+# Sample scene
+# ---------------------------------------------------------------------------
+
+SAMPLE_CRS = "EPSG:32633"
+SAMPLE_PIXEL_SIZE = 10.0
+SAMPLE_ORIGIN = (500000.0, 5000000.0)  # upper-left corner (x, y)
+SAMPLE_DATETIME = "2026:06:01 10:30:00"
+SAMPLE_NODATA = 0
+
+# Valid pixels are scaled into [low, high]; 0 stays free for nodata. Integer types of
+# 16 bits or more and floats use a reflectance-like 1..10000 scale, so one threshold
+# model means the same thing on every dtype.
+_SAMPLE_RANGES: dict[str, tuple[float, float]] = {
+    "uint8": (1.0, 250.0),
+    "uint16": (1.0, 10000.0),
+    "int16": (1.0, 10000.0),
+    "uint32": (1.0, 10000.0),
+    "int32": (1.0, 10000.0),
+    "float32": (1.0, 10000.0),
+    "float64": (1.0, 10000.0),
+}
+# Side of the square generation window, in pixels (rounded to whole tiles). Fixed, so
+# memory depends on bands and tile size only, never on the scene size.
+_WINDOW_TARGET = 1024
+_NOISE = 0.005  # per-pixel noise amplitude, as a fraction of the value range
+_GTIFF_MAX_CLASSIC = 3_500_000_000  # bytes; above this, ask for BigTIFF
+# Threads for DEFLATE in the COG copy. They change speed only, never bytes (tested).
+_COG_THREADS = "ALL_CPUS"
+# GDAL's block cache defaults to 5% of RAM and, not the arrays here, is what made peak
+# memory grow with size (RSS 0.9 GB at 8192 px). 64 MB kept it at about 300 MB from
+# 4096 to 16384 px. rasterio.Env takes an integer GDAL_CACHEMAX as bytes, not MB.
+_CACHE_BYTES = 64 * 1024 * 1024
+
+
+def _check_int(name: str, value: object, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SatdaskError(f"sample: --{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _collar_width(size: int, tile_size: int) -> int:
+    return max(tile_size // 4, size // 64)
+
+
+def _control_grid(size: int, tile_size: int, seed: int) -> tuple[np.ndarray, float]:
+    """Coarse random field whose bilinear upsampling gives the bright and dark regions.
+
+    Control values are a shuffled, evenly spaced set from -1 to 1, so every seed gets
+    as much bright as dark ground and a threshold on tile means always splits the tiles.
+    """
+    spacing = float(max(tile_size, min(4 * tile_size, size // 4), 1))
+    n = math.ceil(size / spacing) + 2
+    rng = np.random.default_rng([seed, 0])
+    values = rng.permutation(np.linspace(-1.0, 1.0, n * n)).reshape(n, n)
+    return values, spacing
+
+
+def _interp_axis(start: int, stop: int, spacing: float) -> tuple[np.ndarray, np.ndarray]:
+    """Lower control index and weight of the upper one for pixel centres start..stop-1."""
+    pos = (np.arange(start, stop, dtype=np.float64) + 0.5) / spacing
+    idx = np.floor(pos).astype(np.intp)
+    return idx, pos - idx
+
+
+def _sample_window(
+    row0: int,
+    col0: int,
+    height: int,
+    width: int,
+    *,
+    size: int,
+    bands: int,
+    dtype: np.dtype,
+    seed: int,
+    window_index: tuple[int, int],
+    grid: np.ndarray,
+    spacing: float,
+    collar: int,
+) -> np.ndarray:
+    """Pixels of one window, all bands. A pure function of its arguments."""
+    low, high = _SAMPLE_RANGES[dtype.name]
+    iy, wy = _interp_axis(row0, row0 + height, spacing)
+    ix, wx = _interp_axis(col0, col0 + width, spacing)
+    # Separable bilinear interpolation: first along y over all control columns, then x.
+    rows = grid[iy] * (1.0 - wy)[:, None] + grid[iy + 1] * wy[:, None]
+    field = rows[:, ix] * (1.0 - wx)[None, :] + rows[:, ix + 1] * wx[None, :]
+    # tanh steepens the slopes into distinct plateaus; the sinusoid adds gentle texture.
+    period = max(size / 3.0, 1.0)
+    ys = np.sin(2.0 * np.pi * (np.arange(row0, row0 + height) + 0.5) / period)
+    xs = np.sin(2.0 * np.pi * (np.arange(col0, col0 + width) + 0.5) / period)
+    base = 0.5 + 0.34 * np.tanh(3.0 * field) + 0.05 * ys[:, None] * xs[None, :]
+    base = base.astype(np.float32)
+
+    rows_abs = np.arange(row0, row0 + height)
+    cols_abs = np.arange(col0, col0 + width)
+    in_rows = (rows_abs >= collar) & (rows_abs < size - collar)
+    in_cols = (cols_abs >= collar) & (cols_abs < size - collar)
+    valid = in_rows[:, None] & in_cols[None, :]
+
+    rng = np.random.default_rng([seed, 1, window_index[0], window_index[1]])
+    out = np.empty((bands, height, width), dtype=dtype)
+    scale = np.float32(high - low)
+    base -= np.float32(_NOISE)  # noise below is drawn from [0, 2 * _NOISE)
+    band = np.empty((height, width), dtype=np.float32)  # reused: fewer page faults
+    for b in range(bands):
+        rng.random(out=band, dtype=np.float32)
+        band *= np.float32(2.0 * _NOISE)
+        band += base
+        band += np.float32(0.04 * ((b % 5) - 2))  # per-band shift, -0.08 .. +0.08
+        np.clip(band, 0.0, 1.0, out=band)
+        band *= scale
+        band += np.float32(low)
+        if dtype.kind in "iu":
+            np.rint(band, out=band)
+        band[~valid] = SAMPLE_NODATA
+        out[b] = band
+    return out
+
+
+def _capped_cache(current: object) -> dict[str, int]:
+    """GDAL options that lower the block cache to _CACHE_BYTES, never raise it.
+
+    rasterio reports the effective cache size in bytes, whether set or defaulted.
+    """
+    try:
+        current_bytes = int(str(current))
+    except ValueError:
+        return {"GDAL_CACHEMAX": _CACHE_BYTES}
+    return {} if current_bytes <= _CACHE_BYTES else {"GDAL_CACHEMAX": _CACHE_BYTES}
+
+
+def write_sample(
+    path: str | os.PathLike[str],
+    *,
+    size: int = 4096,
+    bands: int = 4,
+    dtype: str = "uint16",
+    seed: int = 0,
+    tile_size: int = 256,
+) -> Path:
+    """Write a deterministic multi-band COG so demos and tests need no network.
+
+    The scene is ``size`` x ``size`` pixels in EPSG:32633 (10 m, upper-left corner at
+    500000, 5000000) with smooth bright and dark regions, a nodata (0) collar of
+    ``max(tile_size // 4, size // 64)`` pixels on every side and an acquisition time
+    in TIFFTAG_DATETIME. The same arguments always give the same bytes. Pixels are
+    generated window by window into a temporary tiled GTiff, so memory does not grow
+    with ``size``; an existing file at ``path`` is replaced only once the new one is
+    complete.
+    """
+    import rasterio
+    import rasterio.shutil
+    from affine import Affine
+    from rasterio.env import get_gdal_config
+    from rasterio.errors import RasterioError
+
+    size = _check_int("size", size, minimum=1)
+    bands = _check_int("bands", bands, minimum=1)
+    seed = _check_int("seed", seed, minimum=0)
+    tile_size = _check_int("tile-size", tile_size, minimum=16)
+    if tile_size % 16:
+        raise SatdaskError(f"sample: --tile-size must be a multiple of 16, got {tile_size}")
+    if not isinstance(dtype, str) or dtype not in _SAMPLE_RANGES:
+        raise SatdaskError(
+            f"sample: --dtype {dtype!r} is not supported; use one of {', '.join(_SAMPLE_RANGES)}"
+        )
+    np_dtype = np.dtype(dtype)
+
+    final = Path(path)
+    parent = final.parent
+    if not parent.is_dir():
+        raise SatdaskError(f"sample: output directory {str(parent)!r} does not exist")
+
+    collar = _collar_width(size, tile_size)
+    grid, spacing = _control_grid(size, tile_size, seed)
+    window = tile_size * max(1, _WINDOW_TARGET // tile_size)
+    # Built directly: rasterio's from_origin multiplies Affines, which affine 3.x deprecates.
+    west, north = SAMPLE_ORIGIN
+    transform = Affine(SAMPLE_PIXEL_SIZE, 0.0, west, 0.0, -SAMPLE_PIXEL_SIZE, north)
+    big = size * size * bands * np_dtype.itemsize > _GTIFF_MAX_CLASSIC
+
+    gdal_env = rasterio.Env(**_capped_cache(get_gdal_config("GDAL_CACHEMAX")))
+    token = uuid.uuid4().hex
+    scratch = parent / f".{final.name}.scratch-{token}.tif"
+    partial = parent / f".{final.name}.partial-{token}.tif"
+    with gdal_env:
+        try:
+            # Scratch file: tiled like the COG, band-sequential so one window of all bands
+            # is one contiguous write; cheap ZSTD keeps the scratch file small on disk.
+            profile = {
+                "driver": "GTiff",
+                "width": size,
+                "height": size,
+                "count": bands,
+                "dtype": dtype,
+                "crs": SAMPLE_CRS,
+                "transform": transform,
+                "nodata": SAMPLE_NODATA,
+                "tiled": True,
+                "blockxsize": tile_size,
+                "blockysize": tile_size,
+                "interleave": "band",
+                "compress": "zstd",
+                "zstd_level": 1,
+                "bigtiff": "YES" if big else "NO",
+            }
+            with rasterio.open(scratch, "w", **profile) as dst:
+                dst.update_tags(TIFFTAG_DATETIME=SAMPLE_DATETIME)
+                for wi, row0 in enumerate(range(0, size, window)):
+                    height = min(window, size - row0)
+                    for wj, col0 in enumerate(range(0, size, window)):
+                        width = min(window, size - col0)
+                        data = _sample_window(
+                            row0,
+                            col0,
+                            height,
+                            width,
+                            size=size,
+                            bands=bands,
+                            dtype=np_dtype,
+                            seed=seed,
+                            window_index=(wi, wj),
+                            grid=grid,
+                            spacing=spacing,
+                            collar=collar,
+                        )
+                        dst.write(data, window=((row0, row0 + height), (col0, col0 + width)))
+
+            # The COG driver builds the overviews and lays out header, overviews and full
+            # resolution tiles in a fixed order; TIFFTAG_* metadata is carried over as tags.
+            rasterio.shutil.copy(
+                scratch,
+                partial,
+                driver="COG",
+                COMPRESS="DEFLATE",
+                PREDICTOR="YES",
+                BLOCKSIZE=tile_size,
+                OVERVIEWS="AUTO",
+                OVERVIEW_RESAMPLING="AVERAGE",
+                STATISTICS="NO",
+                NUM_THREADS=_COG_THREADS,
+                BIGTIFF="IF_SAFER",
+            )
+            os.replace(partial, final)
+        except (RasterioError, OSError) as exc:
+            raise SatdaskError(f"sample: cannot write {str(final)!r}: {exc}") from exc
+        finally:
+            for leftover in (scratch, partial):
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
+                # GDAL may keep side-car files (.aux.xml, .ovr) next to temporary datasets.
+                for sidecar in parent.glob(f"{glob.escape(leftover.name)}.*"):
+                    with contextlib.suppress(FileNotFoundError):
+                        sidecar.unlink()
+    return final
+
+
+# ---------------------------------------------------------------------------
+# Download with checksum
+# ---------------------------------------------------------------------------
+
+_CHUNK = 1024 * 1024
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """Where an ingested file is, its content hash, and whether this call fetched it."""
+
+    path: Path
+    sha256: str
+    downloaded: bool  # False when the file was already there with the right checksum
+
+
+def _redact(url: str) -> str:
+    """The URL without any password, for error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    netloc = f"{parts.username}:***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _strip_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _source(url: str) -> tuple[str, str, str]:
+    """(kind, location, file name) for a URL or local path; kind is 'http' or 'file'."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - validates the port
+    except ValueError as exc:
+        raise IngestError(f"ingest: {url!r} is not a valid URL ({exc})") from exc
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        kind, location = "http", url
+        path = unquote(parts.path)
+        name = "" if path.endswith("/") else PurePosixPath(path).name
+    elif scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise IngestError(f"ingest: {url}: file:// URLs must not name a remote host")
+        kind, location = "file", url2pathname(parts.path)
+        name = Path(location).name
+    elif scheme == "" or (len(scheme) == 1 and os.name == "nt"):  # plain or C:\ path
+        kind, location = "file", url
+        name = Path(url).name
+    else:
+        raise IngestError(
+            f"ingest: {_redact(url)}: unsupported scheme {parts.scheme!r}; "
+            "use http, https, file:// or a local path"
+        )
+    if name in ("", ".", "..") or "\x00" in name:
+        raise IngestError(f"ingest: {_redact(url)}: cannot derive a file name from the URL path")
+    return kind, location, name
+
+
+@contextlib.contextmanager
+def _open_source(kind: str, location: str, *, timeout: float) -> Iterator[tuple[BinaryIO, int]]:
+    """A readable stream and its expected length (-1 if unknown)."""
+    if kind == "file":
+        try:
+            f = open(location, "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError as exc:
+            raise IngestError(f"ingest: {location}: no such file") from exc
+        except IsADirectoryError as exc:
+            raise IngestError(f"ingest: {location}: is a directory, not a file") from exc
+        except OSError as exc:
+            raise IngestError(f"ingest: {location}: cannot open ({exc.strerror})") from exc
+        with f:
+            yield f, os.fstat(f.fileno()).st_size
+        return
+    request = Request(_strip_credentials(location), headers={"User-Agent": "satdask-ingest"})
+    parts = urlsplit(location)
+    if parts.username is not None:
+        # urllib does not read user:password@ from the URL. Unredirected, so a redirect
+        # to another host never receives the credentials.
+        user_pass = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        token = base64.b64encode(user_pass.encode()).decode("ascii")
+        request.add_unredirected_header("Authorization", f"Basic {token}")
+    with urlopen(request, timeout=timeout) as response:
+        length = response.headers.get("Content-Length")
+        yield response, int(length) if length and length.isdigit() else -1
+
+
+def _fetch(kind: str, location: str, dest: Path, *, timeout: float) -> tuple[str, int, int]:
+    """Stream the source into ``dest`` (created exclusively).
+
+    Returns the sha256, the bytes received and the bytes announced (-1 if unknown).
+    """
+    digest = hashlib.sha256()
+    received = 0
+    with (
+        _open_source(kind, location, timeout=timeout) as (src, expected_len),
+        open(dest, "xb") as out,
+    ):
+        while chunk := src.read(_CHUNK):
+            digest.update(chunk)
+            out.write(chunk)
+            received += len(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    return digest.hexdigest(), received, expected_len
+
+
+def _place(tmp: Path, final: Path) -> bool:
+    """Move ``tmp`` to ``final`` without ever replacing an existing file.
+
+    Returns False if ``final`` appeared in the meantime (the caller compares contents).
+    A hard link is atomic and fails on an existing target; filesystems without hard
+    links fall back to an exclusive create followed by a rename.
+    """
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        return False
+    except OSError:
+        try:
+            fd = os.open(final, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        os.close(fd)
+        os.replace(tmp, final)
+        return True
+    tmp.unlink()
+    return True
+
+
+def ingest(
+    url: str,
+    out_dir: str | os.PathLike[str],
+    *,
+    sha256: str | None = None,
+    timeout: float = 60.0,
+) -> IngestResult:
+    """Download ``url`` into ``out_dir`` once, verifying its checksum.
+
+    ``url`` may be http(s), file:// or a local path; the file keeps the basename of
+    the URL path. A file already present with the expected ``sha256`` is returned
+    without any network request. A file already present with other content is never
+    overwritten. Downloads stream to a hidden temporary file in ``out_dir`` and are
+    moved into place only once complete and verified.
+    """
+    if sha256 is not None:
+        if not isinstance(sha256, str) or not _HEX64.fullmatch(sha256):
+            raise IngestError(f"ingest: sha256 must be 64 hexadecimal characters, got {sha256!r}")
+        sha256 = sha256.lower()
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise IngestError(f"ingest: timeout must be a positive number of seconds, got {timeout!r}")
+    shown = _redact(url)
+    kind, location, name = _source(url)
+
+    directory = Path(out_dir)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise IngestError(f"ingest: cannot create out_dir {str(directory)!r}: {exc}") from exc
+    final = directory / name
+
+    if final.exists():
+        if not final.is_file():
+            raise IngestError(f"ingest: {str(final)!r} exists and is not a file")
+        if sha256 is not None:
+            existing = file_sha256(final)
+            if existing == sha256:
+                return IngestResult(final, existing, downloaded=False)
+            raise IngestError(
+                f"ingest: {str(final)!r} already exists with different content "
+                f"(sha256 {existing}, expected {sha256}); remove it to download {shown}"
+            )
+
+    tmp = directory / f".{name}.partial-{uuid.uuid4().hex}"
+    try:
+        try:
+            actual, received, announced = _fetch(kind, location, tmp, timeout=timeout)
+        except HTTPError as exc:
+            exc.close()  # it holds the response and its socket
+            raise IngestError(f"ingest: {shown}: HTTP {exc.code} {exc.reason}") from exc
+        except URLError as exc:
+            raise IngestError(f"ingest: {shown}: cannot connect ({exc.reason})") from exc
+        except TimeoutError as exc:
+            raise IngestError(f"ingest: {shown}: timed out after {timeout:g} s") from exc
+        except (http.client.HTTPException, OSError) as exc:
+            detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            raise IngestError(f"ingest: {shown}: download failed ({detail})") from exc
+        if announced >= 0 and received != announced:
+            # urllib's read(n) returns short data instead of raising when a server hangs up.
+            raise IngestError(
+                f"ingest: {shown}: truncated download (received {received} of {announced} bytes)"
+            )
+
+        if sha256 is not None and actual != sha256:
+            raise IngestError(
+                f"ingest: {shown}: checksum mismatch (expected sha256 {sha256}, got {actual})"
+            )
+        if _place(tmp, final):
+            return IngestResult(final, actual, downloaded=True)
+        try:
+            existing = file_sha256(final)
+        except OSError as exc:
+            raise IngestError(f"ingest: {str(final)!r} exists but cannot be read: {exc}") from exc
+        if existing == actual:
+            return IngestResult(final, actual, downloaded=False)
+        raise IngestError(
+            f"ingest: {str(final)!r} already exists with different content "
+            f"(sha256 {existing}; {shown} has {actual}); not overwriting"
+        )
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
