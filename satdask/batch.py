@@ -294,13 +294,21 @@ def _compute(
             with ProgressBar(out=sys.stderr):
                 return list(dask.compute(*tasks, scheduler="threads"))
         return list(dask.compute(*tasks, scheduler="threads"))
-    from distributed import progress as show_progress
+    from distributed import as_completed
 
     shared = client.scatter(model, broadcast=True, hash=False)
     futures = client.map(run_block, [source] * len(blocks), blocks, model=shared, **options)
     if progress:
-        show_progress(futures)
+        for done, _ in enumerate(as_completed(futures), start=1):
+            _draw_progress(done, len(futures))
     return client.gather(futures)
+
+
+def _draw_progress(done: int, total: int, *, width: int = 40) -> None:
+    filled = width * done // total
+    end = "\n" if done == total else ""
+    bar = "#" * filled + " " * (width - filled)
+    print(f"\r[{bar}] {done}/{total} blocks", end=end, file=sys.stderr, flush=True)
 
 
 def _assemble(results: Sequence[BlockResult], grid: TileGrid) -> dict[str, np.ndarray]:
