@@ -200,7 +200,7 @@ def run_batch(
     timings["hash_s"] = perf_counter() - t0
 
     t0 = perf_counter()
-    with compute_client(client or scheduler) as active:
+    with compute_client(client or scheduler, log=log) as active:
         results = _compute(
             blocks,
             source=source,

@@ -13,7 +13,8 @@ from satdask.errors import RunError
 if TYPE_CHECKING:
     from distributed import Client
 
-log = logging.getLogger("satdask.cluster")
+_log = logging.getLogger("satdask.cluster")
+Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 Scheduler = str  # "local", "threads" or "tcp://host:port"
 
 
@@ -41,7 +42,7 @@ def compute_client(
         yield None
         return
     if scheduler in (None, "local"):
-        with _local_client(n_workers) as client:
+        with _local_client(n_workers, log) as client:
             yield client
         return
     if isinstance(scheduler, str) and "://" in scheduler:
