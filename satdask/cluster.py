@@ -15,7 +15,6 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("satdask.cluster")
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
-Scheduler = str  # "local", "threads" or "tcp://host:port"
 
 
 def describe(scheduler: str | Client | None) -> str:
@@ -26,7 +25,10 @@ def describe(scheduler: str | Client | None) -> str:
 
 @contextmanager
 def compute_client(
-    scheduler: str | Client | None = "local", *, n_workers: int | None = None
+    scheduler: str | Client | None = "local",
+    *,
+    n_workers: int | None = None,
+    log: Logger = _log,
 ) -> Iterator[Client | None]:
     """Yield a distributed Client, or None for the in-process threaded scheduler.
 
@@ -59,7 +61,7 @@ def compute_client(
 
 
 @contextmanager
-def _local_client(n_workers: int | None) -> Iterator[Client]:
+def _local_client(n_workers: int | None, log: Logger) -> Iterator[Client]:
     from distributed import Client, LocalCluster
 
     workers = n_workers or min(os.cpu_count() or 1, 4)
