@@ -25,7 +25,7 @@ import xarray as xr
 from rasterio.errors import RasterioError
 
 from satdask import store
-from satdask.cluster import compute_client, describe
+from satdask.cluster import check_scheduler, compute_client, describe
 from satdask.features import STATUS_NODATA, block_features
 from satdask.grid import Block, EdgePolicy, TileGrid
 from satdask.inference import VARIABLES, predict_tiles
@@ -174,6 +174,7 @@ def run_batch(
     started = perf_counter()
     out = Path(out)
     store.check_destination(out, overwrite=overwrite)
+    check_scheduler(client or scheduler)
     artifact = model if isinstance(model, ModelArtifact) else None
     tile_model = artifact.model if artifact else model
     opened = as_scene(scene, tile_size=tile_size, tiles_per_chunk=tiles_per_chunk, bands=bands)

@@ -39,15 +39,25 @@ def _positive(text: str) -> int:
     return value
 
 
+# --debug is accepted before or after the command name.
+_COMMON = argparse.ArgumentParser(add_help=False)
+_COMMON.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="tracebacks")
+
+
+def _command(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str, *, help: str
+) -> argparse.ArgumentParser:
+    return subparsers.add_parser(name, help=help, parents=[_COMMON])
+
+
 def build_parser() -> argparse.ArgumentParser:
     from satdask import __version__
 
-    p = _Parser(prog="satdask", description=__doc__)
+    p = _Parser(prog="satdask", description=__doc__, parents=[_COMMON])
     p.add_argument("--version", action="version", version=f"satdask {__version__}")
-    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    s = sub.add_parser("sample", help="write a deterministic sample COG")
+    s = _command(sub, "sample", help="write a deterministic sample COG")
     s.add_argument("out", type=Path)
     s.add_argument("--size", type=_positive, default=4096)
     s.add_argument("--bands", type=_positive, default=4)
@@ -55,24 +65,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_sample)
 
-    s = sub.add_parser("ingest", help="download a scene with a checksum (idempotent)")
+    s = _command(sub, "ingest", help="download a scene with a checksum (idempotent)")
     s.add_argument("url")
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--sha256")
     s.set_defaults(func=cmd_ingest)
 
-    s = sub.add_parser("validate", help="check scenes and report")
+    s = _command(sub, "validate", help="check scenes and report")
     s.add_argument("scenes", nargs="+")
     s.set_defaults(func=cmd_validate)
 
-    s = sub.add_parser("train", help="train a threshold model into a registry")
+    s = _command(sub, "train", help="train a threshold model into a registry")
     s.add_argument("scenes", nargs="+")
     s.add_argument("--registry", type=Path, required=True)
     _scene_options(s)
     s.add_argument("--allow-mixed-crs", action="store_true")
     s.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("infer", help="run batch inference into a Zarr run store")
+    s = _command(sub, "infer", help="run batch inference into a Zarr run store")
     s.add_argument("scene")
     s.add_argument("--model", required=True, help="registry DIR[:ID], ID defaults to latest")
     s.add_argument("--out", type=Path, required=True)
@@ -80,28 +90,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(func=cmd_infer)
 
-    runs = sub.add_parser("runs", help="inspect run stores").add_subparsers(
+    runs = _command(sub, "runs", help="inspect run stores").add_subparsers(
         dest="runs_command", required=True, parser_class=_Parser
     )
-    s = runs.add_parser("show", help="summarise a run store")
+    s = _command(runs, "show", help="summarise a run store")
     s.add_argument("store", type=Path)
     s.add_argument("--json", action="store_true", help="print all run attributes as JSON")
     s.set_defaults(func=cmd_runs_show)
 
-    s = sub.add_parser("export", help="export a run in the reference pipeline's shape")
+    s = _command(sub, "export", help="export a run in the reference pipeline's shape")
     s.add_argument("store", type=Path)
     s.add_argument("--format", choices=["json"], required=True)
     s.add_argument("--out", type=Path, help="file to write (default: stdout)")
     s.set_defaults(func=cmd_export)
 
-    models = sub.add_parser("models", help="inspect a model registry").add_subparsers(
+    models = _command(sub, "models", help="inspect a model registry").add_subparsers(
         dest="models_command", required=True, parser_class=_Parser
     )
-    s = models.add_parser("list", help="list model artifacts")
+    s = _command(models, "list", help="list model artifacts")
     s.add_argument("--registry", type=Path, required=True)
     s.set_defaults(func=cmd_models_list)
 
-    s = sub.add_parser("serve", help="serve single-tile predictions over HTTP")
+    s = _command(sub, "serve", help="serve single-tile predictions over HTTP")
     s.add_argument("--data-root", type=Path, help="folder of scenes (SATDASK_DATA_ROOT)")
     s.add_argument("--model", help="registry DIR[:ID] (SATDASK_MODEL)")
     s.add_argument("--host", help="bind address (SATDASK_HOST, default 127.0.0.1)")
@@ -109,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=_positive, help="uvicorn worker processes (SATDASK_WORKERS)")
     s.set_defaults(func=cmd_serve)
 
-    s = sub.add_parser("demo", help="sample, validate, train, infer and show, end to end")
+    s = _command(sub, "demo", help="sample, validate, train, infer and show, end to end")
     s.add_argument("--workdir", type=Path, default=Path("satdask-demo"))
     s.add_argument("--size", type=_positive, default=4096)
     s.set_defaults(func=cmd_demo)
@@ -290,6 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.debug = getattr(args, "debug", False)
     configure_logging(level=logging.DEBUG if args.debug else logging.INFO)
     func: Callable[[argparse.Namespace], None] = args.func
     started = time.perf_counter()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -15,6 +16,15 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("satdask.cluster")
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
+
+
+def check_scheduler(scheduler: str | Client | None) -> None:
+    """Refuse a bad scheduler value before any work is done."""
+    if scheduler is None or not isinstance(scheduler, str):
+        return
+    if scheduler in ("local", "threads") or re.fullmatch(r"(tcp|tls|inproc|ucx)://\S+", scheduler):
+        return
+    raise RunError(f"scheduler must be 'local', 'threads' or tcp://host:port, got {scheduler!r}")
 
 
 def describe(scheduler: str | Client | None) -> str:
@@ -37,6 +47,7 @@ def compute_client(
     """
     from distributed import Client
 
+    check_scheduler(scheduler)
     if isinstance(scheduler, Client):
         yield scheduler
         return
@@ -47,17 +58,14 @@ def compute_client(
         with _local_client(n_workers, log) as client:
             yield client
         return
-    if isinstance(scheduler, str) and "://" in scheduler:
-        try:
-            client = Client(scheduler, timeout="10s")
-        except (OSError, TimeoutError) as exc:
-            raise RunError(f"scheduler {scheduler}: cannot connect ({exc})") from None
-        try:
-            yield client
-        finally:
-            client.close()
-        return
-    raise RunError(f"scheduler must be 'local', 'threads' or tcp://host:port, got {scheduler!r}")
+    try:
+        client = Client(scheduler, timeout="10s")
+    except (OSError, TimeoutError) as exc:
+        raise RunError(f"scheduler {scheduler}: cannot connect ({exc})") from None
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 @contextmanager

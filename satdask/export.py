@@ -53,6 +53,8 @@ def reference_json(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def write_export(path: Path, text: str) -> None:
     """Exports never replace a file: nothing written before is overwritten."""
+    if not path.parent.is_dir():
+        raise RunError(f"{path}: output directory {path.parent} does not exist")
     try:
         write_new(path, text.encode())
     except FileExistsError:

@@ -96,7 +96,7 @@ class ModelRegistry:
             path = self.directory / f"{LATEST}.json"
             if not path.exists():
                 raise RegistryError(f"{self.directory}: registry has no model yet")
-            return path
+            return path.resolve()
         try:
             uuid.UUID(ref)
         except ValueError:

@@ -48,7 +48,8 @@ def scene_grid(scene: xr.DataArray, *, edge: EdgePolicy = "skip") -> TileGrid:
     if grid.size == 0:
         raise GridError(
             f"{scene.attrs.get('source', 'scene')}: {grid.height} x {grid.width} px holds no "
-            f"full {grid.tile_size} px tile; use edge='pad' or a smaller tile size"
+            f"full {grid.tile_size} px tile; use the pad edge policy (--edge pad) or a smaller "
+            "tile size"
         )
     return grid
 

@@ -12,7 +12,8 @@ import dask
 import numpy as np
 import xarray as xr
 
-from satdask.cluster import compute_client
+from satdask.cluster import check_scheduler, compute_client
+from satdask.errors import ModelError
 from satdask.features import STATUS_OK
 from satdask.grid import EdgePolicy
 from satdask.lineage import versions
@@ -46,7 +47,8 @@ def train(
     from satdask.lineage import scene_sha256
 
     if not scenes:
-        raise ValueError("train needs at least one scene")
+        raise ModelError("train needs at least one scene")
+    check_scheduler(scheduler)
     opened = [
         as_scene(s, tile_size=tile_size, tiles_per_chunk=tiles_per_chunk, bands=bands)
         for s in scenes
@@ -76,6 +78,9 @@ def train(
         },
         "versions": versions(),
     }
+    if lineage["tile_count"] == 0:
+        names = ", ".join(r.uri for r in reports)
+        raise ModelError(f"cannot train: no valid tile in {names} (all nodata or too small)")
     model = ThresholdModel.fit(np.concatenate([m.ravel() for m in means]), lineage=lineage)
     log.info("trained threshold %.6g on %d tiles", model.threshold, lineage["tile_count"])
     return model

@@ -1,0 +1,252 @@
+"""Batch inference on a real dask cluster: one scheduler and two worker processes on 127.0.0.1.
+
+The design promises identical `prediction` and feature arrays, bit for bit, on the
+threaded scheduler and on a distributed cluster. These tests run the same scene
+both ways, through the CLI and through `run_batch(client=...)`, and compare.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+from satdask import ModelRegistry, open_run, run_batch
+
+pytestmark = pytest.mark.cluster
+
+BIN = Path(sys.executable).parent
+DASK, SATDASK = BIN / "dask", BIN / "satdask"
+START_TIMEOUT = 30.0  # seconds for the scheduler file and the workers to appear
+RUN_TIMEOUT = 180  # seconds per satdask command; never reached normally
+VARIABLES = ("prediction", "mean_intensity", "std_intensity", "valid_fraction", "status")
+
+
+@dataclass(frozen=True)
+class Cluster:
+    address: str
+    logs: Path
+
+
+def _start(args: list[str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    """A process with its output in a file (a PIPE nobody reads would block it)."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+            start_new_session=True,  # its own process group: a nanny's worker is ours too
+        )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate gracefully, then kill the process group if it does not go."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)  # leftovers of its group (the nanny's worker)
+
+
+def _log_tail(logs: Path) -> str:
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(logs.glob("*.log")))
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """`dask scheduler` plus two single-threaded `dask worker` processes on loopback."""
+    from distributed import Client
+
+    root = tmp_path_factory.mktemp("cluster")
+    logs = root / "logs"
+    logs.mkdir()
+    scheduler_file = root / "scheduler.json"
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        procs.append(
+            _start(
+                [
+                    str(DASK),
+                    "scheduler",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    "0",
+                    "--no-dashboard",
+                    "--scheduler-file",
+                    str(scheduler_file),
+                ],
+                logs / "scheduler.log",
+                root,
+            )
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        address = None
+        while address is None:
+            if procs[0].poll() is not None:
+                pytest.fail(f"dask scheduler exited early\n{_log_tail(logs)}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no scheduler file after {START_TIMEOUT} s\n{_log_tail(logs)}")
+            with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+                address = json.loads(scheduler_file.read_text())["address"]
+            if address is None:
+                time.sleep(0.1)
+        assert address.startswith("tcp://127.0.0.1:"), address
+
+        for i in range(2):
+            procs.append(
+                _start(
+                    [
+                        str(DASK),
+                        "worker",
+                        address,
+                        "--nworkers",
+                        "1",
+                        "--nthreads",
+                        "1",
+                        "--host",
+                        "127.0.0.1",
+                        "--no-dashboard",
+                        "--name",
+                        f"w{i}",
+                        "--local-directory",
+                        str(root / f"w{i}"),
+                        "--death-timeout",
+                        "60",
+                    ],
+                    logs / f"worker-{i}.log",
+                    root,
+                )
+            )
+        with Client(address, timeout=START_TIMEOUT) as client:
+            try:
+                client.wait_for_workers(2, timeout=START_TIMEOUT)
+            except TimeoutError:
+                pytest.fail(f"workers did not join in {START_TIMEOUT} s\n{_log_tail(logs)}")
+        yield Cluster(address, logs)
+    finally:
+        for proc in reversed(procs):  # workers first, then the scheduler
+            _stop(proc)
+
+
+def satdask(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SATDASK), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+
+
+def infer(scene: Path, registry: Path, out: Path, scheduler: str) -> Path:
+    proc = satdask(
+        "infer",
+        scene,
+        "--model",
+        registry,
+        "--out",
+        out,
+        "--scheduler",
+        scheduler,
+        "--tiles-per-chunk",
+        1,
+    )
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr
+    return out
+
+
+def arrays(path: Path) -> dict[str, np.ndarray]:
+    ds = xr.open_zarr(path, decode_coords="all")
+    return {name: ds[name].values for name in VARIABLES}
+
+
+def assert_bit_identical(a: Path, b: Path) -> None:
+    x, y = arrays(a), arrays(b)
+    for name in VARIABLES:
+        assert x[name].dtype == y[name].dtype, name
+        assert x[name].shape == y[name].shape == (4, 4), name
+        np.testing.assert_array_equal(x[name], y[name], err_msg=name)  # NaN == NaN here
+        assert x[name].tobytes() == y[name].tobytes(), name
+
+
+def executed(address: str) -> dict[str, int]:
+    """Tasks each worker has executed so far, by worker name."""
+    from distributed import Client
+
+    with Client(address, timeout=START_TIMEOUT) as client:
+        counts = client.run(
+            lambda dask_worker: (dask_worker.name, dask_worker.state.executed_count)
+        )
+    return dict(counts.values())
+
+
+@pytest.fixture(scope="module")
+def threaded(
+    tmp_path_factory: pytest.TempPathFactory, sample_tif: Path, sample_registry: Path
+) -> Path:
+    """The reference: the same run on the in-process threaded scheduler."""
+    out = tmp_path_factory.mktemp("threads") / "B.zarr"
+    return infer(sample_tif, sample_registry, out, "threads")
+
+
+def test_cli_on_a_distributed_scheduler_matches_threads(
+    cluster: Cluster, threaded: Path, sample_tif: Path, sample_registry: Path, tmp_path: Path
+) -> None:
+    before = executed(cluster.address)
+    distributed = infer(sample_tif, sample_registry, tmp_path / "A.zarr", cluster.address)
+    after = executed(cluster.address)
+
+    assert_bit_identical(distributed, threaded)
+    a = zarr.open_group(distributed, mode="r").attrs["satdask"]
+    b = zarr.open_group(threaded, mode="r").attrs["satdask"]
+    assert a["config"]["scheduler"] == cluster.address
+    assert b["config"]["scheduler"] == "threads"
+    assert a["config"]["blocks"] == b["config"]["blocks"] == 16  # --tiles-per-chunk 1
+    assert a["counts"] == b["counts"]
+    assert a["run_id"] != b["run_id"]
+    assert {k: v for k, v in a["config"].items() if k != "scheduler"} == {
+        k: v for k, v in b["config"].items() if k != "scheduler"
+    }
+
+    # One task per block, shared by both workers (queuing hands each idle worker work).
+    done = {name: after[name] - before.get(name, 0) for name in after}
+    assert set(done) == {"w0", "w1"}, done
+    assert sum(done.values()) == 16, done
+    assert all(n >= 1 for n in done.values()), done
+
+
+def test_run_batch_with_a_client_matches_threads(
+    cluster: Cluster, threaded: Path, sample_tif: Path, sample_registry: Path, tmp_path: Path
+) -> None:
+    from distributed import Client
+
+    artifact = ModelRegistry(sample_registry).load()
+    with Client(cluster.address, timeout=START_TIMEOUT) as client:
+        result = run_batch(
+            sample_tif, artifact, tmp_path / "C.zarr", client=client, tiles_per_chunk=1
+        )
+        assert client.status == "running"  # a caller's client is left open
+    assert result.attrs["config"]["scheduler"] == f"client:{cluster.address}"
+    assert result.attrs["config"]["blocks"] == 16
+    assert open_run(result.path).run_id == result.run_id
+    assert_bit_identical(result.path, threaded)
