@@ -37,7 +37,7 @@ def describe(scheduler: str | Client | None) -> str:
 def compute_client(
     scheduler: str | Client | None = "local",
     *,
-    n_workers: int | None = None,
+    threads: int | None = None,
     log: Logger = _log,
 ) -> Iterator[Client | None]:
     """Yield a distributed Client, or None for the in-process threaded scheduler.
@@ -55,7 +55,7 @@ def compute_client(
         yield None
         return
     if scheduler in (None, "local"):
-        with _local_client(n_workers, log) as client:
+        with _local_client(threads, log) as client:
             yield client
         return
     try:
@@ -69,20 +69,29 @@ def compute_client(
 
 
 @contextmanager
-def _local_client(n_workers: int | None, log: Logger) -> Iterator[Client]:
+def _local_client(threads: int | None, log: Logger) -> Iterator[Client]:
+    """One in-process worker with a thread per core.
+
+    GDAL and numpy release the GIL, so threads scale like processes here, while
+    worker processes cost a second of start-up and imports each and pickle every
+    block result (measured on 4096 x 4096 x 4: 3.5 s whole run with 2 worker
+    processes, 1.9 s with one worker of 2 threads). For process isolation or more
+    machines, start a cluster and pass its address.
+    """
     from distributed import Client, LocalCluster
 
-    workers = n_workers or min(os.cpu_count() or 1, 4)
+    n = threads or os.cpu_count() or 1
     with (
         LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
+            n_workers=1,
+            threads_per_worker=n,
+            processes=False,
             dashboard_address="127.0.0.1:0",
-            host="127.0.0.1",
             silence_logs=logging.ERROR,
         ) as cluster,
         Client(cluster) as client,
     ):
-        log.info("LocalCluster with %d workers; dashboard %s", workers, client.dashboard_link)
+        # dashboard_link names the machine's address; the dashboard listens on loopback
+        link = f"http://127.0.0.1:{cluster.scheduler.http_server.port}/status"
+        log.info("LocalCluster with %d threads; dashboard %s", n, link)
         yield client

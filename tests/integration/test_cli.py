@@ -443,7 +443,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     run = open_run(workdir / "run.zarr")  # refuses an incomplete store
     assert run.attrs["complete"] is True
     assert run.attrs["counts"]["tiles_total"] == 4
-    assert run.attrs["config"]["scheduler"].startswith("client:tcp://127.0.0.1:")
+    assert run.attrs["config"]["scheduler"].startswith("client:")  # the demo's LocalCluster
     assert len([p for p in (workdir / "models").glob("*.json") if not p.is_symlink()]) == 1
 
 
