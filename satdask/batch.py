@@ -25,7 +25,7 @@ import xarray as xr
 from rasterio.errors import RasterioError
 
 from satdask import store
-from satdask.cluster import check_scheduler, compute_client, describe
+from satdask.cluster import THREADS, check_scheduler, compute_client, describe
 from satdask.features import STATUS_NODATA, block_features
 from satdask.grid import Block, EdgePolicy, TileGrid
 from satdask.inference import VARIABLES, predict_tiles
@@ -293,8 +293,8 @@ def _compute(
             from dask.diagnostics import ProgressBar
 
             with ProgressBar(out=sys.stderr):
-                return list(dask.compute(*tasks, scheduler="threads"))
-        return list(dask.compute(*tasks, scheduler="threads"))
+                return list(dask.compute(*tasks, scheduler=THREADS))
+        return list(dask.compute(*tasks, scheduler=THREADS))
     from distributed import as_completed
 
     shared = client.scatter(model, broadcast=True, hash=False)

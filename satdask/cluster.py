@@ -9,12 +9,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+import dask.threaded
+
 from satdask.errors import RunError
 
 if TYPE_CHECKING:
     from distributed import Client
 
 _log = logging.getLogger("satdask.cluster")
+# The threaded scheduler as a callable: dask.compute(scheduler="threads") imports
+# distributed (0.15 s) just to look for a default client.
+THREADS = dask.threaded.get
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
 
@@ -45,15 +50,15 @@ def compute_client(
     A LocalCluster made here is closed on exit; a Client or address given by the
     caller is left running.
     """
-    from distributed import Client
-
     check_scheduler(scheduler)
-    if isinstance(scheduler, Client):
+    if scheduler is not None and not isinstance(scheduler, str):  # a Client of the caller's
         yield scheduler
         return
-    if scheduler == "threads":
+    if scheduler == "threads":  # distributed is not even imported
         yield None
         return
+    from distributed import Client
+
     if scheduler in (None, "local"):
         with _local_client(threads, log) as client:
             yield client

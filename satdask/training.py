@@ -12,7 +12,7 @@ import dask
 import numpy as np
 import xarray as xr
 
-from satdask.cluster import check_scheduler, compute_client
+from satdask.cluster import THREADS, check_scheduler, compute_client
 from satdask.errors import ModelError
 from satdask.features import STATUS_OK
 from satdask.grid import EdgePolicy
@@ -57,7 +57,7 @@ def train(
     features = [tile_features(s, edge=edge) for s in opened]
     lazy_means = [f.mean_intensity.where(f.status == STATUS_OK).data for f in features]
     with compute_client(scheduler) as client:
-        means = dask.compute(*lazy_means, scheduler=client or "threads")
+        means = dask.compute(*lazy_means, scheduler=client or THREADS)
     lineage = {
         "trained_at": datetime.now(UTC).isoformat(),
         "scenes": [
