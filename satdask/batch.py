@@ -144,6 +144,11 @@ class RunResult:
     def dataset(self) -> xr.Dataset:
         return store.open_store(self.path)
 
+    def _repr_html_(self) -> str:
+        from satdask.reprs import run_html
+
+        return run_html(self)
+
 
 def open_run(path: str | os.PathLike[str]) -> RunResult:
     """Open a complete run store; refuses a missing or unfinished one."""

@@ -40,6 +40,11 @@ class ModelArtifact:
     def describe(self) -> dict[str, Any]:
         return {"id": self.id, "sha256": self.sha256, "uri": self.uri}
 
+    def _repr_html_(self) -> str:
+        from satdask.reprs import artifact_html
+
+        return artifact_html(self)
+
 
 class ModelRegistry:
     def __init__(self, directory: str | os.PathLike[str]) -> None:

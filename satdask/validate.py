@@ -36,6 +36,11 @@ class ValidationReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def _repr_html_(self) -> str:
+        from satdask.reprs import report_html
+
+        return report_html(self)
+
 
 def check_scene(info: SceneInfo) -> list[str]:
     """Raise on fatal problems; return the warnings."""
