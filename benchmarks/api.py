@@ -1,0 +1,393 @@
+"""HTTP API benchmark: `POST /infer` by scene, row and col, against a real server on loopback.
+
+    python benchmarks/api.py [--seconds 8] [--workers 1] [--concurrency 1 32] [--size 4096]
+
+It prepares once, in `benchmarks/.cache/api/` (git-ignored, reused on later runs): a
+`--size` x `--size` x 4 uint16 DEFLATE COG (`satdask.ingest.write_sample`), a model
+trained on the 4096 px sample, and the scene pre-cut into one GeoTIFF per 256 px tile
+for the baseline. Then it starts each server as a subprocess on 127.0.0.1, waits for it
+to be ready, and drives it with a small keep-alive HTTP/1.1 load generator (asyncio, one
+connection per concurrent client, random tiles from a fixed seed per client): 1 s of
+warm-up, then a fixed time per concurrency. Each line also gives the server's CPU per
+request and the CPU that other processes used meanwhile (`other load`, Linux only).
+
+- `satdask`: `satdask serve` (Litestar on uvicorn), reading each tile's window from
+  the COG and running the batch block function on it;
+- `baseline`: the reference pipeline's way, a plain FastAPI app on uvicorn whose
+  handler validates the pre-cut tile file and reads it whole on every request.
+
+Figures only, no assertion: the load generator shares the machine's cores with the
+server, as wrk did for the figures in the issue. Everything runs on loopback and
+stops by itself (bounded time per run, servers terminated at the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / "benchmarks" / ".cache" / "api"
+BANDS, TILE = 4, 256
+
+
+def scene_name(size: int) -> str:
+    return f"sample-{size}.tif"
+
+
+# ---------------------------------------------------------------------------
+# Preparation (cached)
+# ---------------------------------------------------------------------------
+
+
+def prepare(cache: Path, size: int, *, baseline: bool) -> tuple[Path, Path, Path]:
+    """(data root, registry, pre-cut tile folder), each made once; the model is trained
+    on the 4096 px sample whatever `size` is, so every size is served by one model."""
+    from satdask.ingest import write_sample
+
+    data, registry, tiles = cache / "data", cache / "registry", cache / f"tiles-{size}"
+    data.mkdir(parents=True, exist_ok=True)
+    for n in sorted({4096, size}):
+        scene = data / scene_name(n)
+        if not scene.exists():
+            print(f"writing {scene} ({n} x {n} x {BANDS} uint16 COG) ...", flush=True)
+            write_sample(scene, size=n, bands=BANDS, dtype="uint16", seed=0)
+    if not (registry / "latest.json").exists():
+        from satdask import ModelRegistry, train
+
+        print("training a model on the 4096 px sample ...", flush=True)
+        ModelRegistry(registry).save(train([data / scene_name(4096)], scheduler="threads"))
+    done = tiles / ".complete"
+    if baseline and not done.exists():
+        print("cutting one GeoTIFF per tile for the baseline ...", flush=True)
+        cut_tiles(data / scene_name(size), tiles)
+        done.touch()
+    return data, registry, tiles
+
+
+def cut_tiles(scene: Path, out: Path) -> None:
+    import rasterio
+    from rasterio.windows import Window
+    from rasterio.windows import transform as window_transform
+
+    out.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(scene) as src:
+        profile = src.profile.copy()
+        profile.update(
+            driver="GTiff", width=TILE, height=TILE, tiled=True, blockxsize=TILE,
+            blockysize=TILE, compress="deflate", predictor=2,
+        )  # fmt: skip
+        for row in range(src.height // TILE):
+            for col in range(src.width // TILE):
+                window = Window(col * TILE, row * TILE, TILE, TILE)
+                profile["transform"] = window_transform(window, src.transform)
+                with rasterio.open(out / f"tile_{row}_{col}.tif", "w", **profile) as dst:
+                    dst.write(src.read(window=window))
+
+
+# ---------------------------------------------------------------------------
+# The baseline: the reference pipeline's handler, on FastAPI
+# ---------------------------------------------------------------------------
+
+
+def baseline_app(tiles: Path, registry: Path):  # type: ignore[no-untyped-def]
+    """POST /infer {scene,row,col} -> validate the pre-cut tile file and read it whole."""
+    import numpy as np
+    import rasterio
+    from fastapi import FastAPI, HTTPException
+    from pydantic import BaseModel, Field
+
+    model = json.loads((registry / "latest.json").read_text())
+    threshold = float(model["parameters"]["threshold"])
+    root = tiles.resolve()
+    app = FastAPI()
+
+    class Body(BaseModel):
+        scene: str
+        row: int = Field(ge=0)
+        col: int = Field(ge=0)
+
+    def infer(body: Body) -> dict:  # sync: FastAPI runs it in its thread pool
+        start = time.perf_counter()
+        path = (root / f"tile_{body.row}_{body.col}.tif").resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            raise HTTPException(404, "tile not found")
+        with rasterio.open(path) as src:  # validate, then read the whole tile
+            if src.crs is None or src.count < 1 or src.width != TILE or src.height != TILE:
+                raise HTTPException(422, "invalid tile")
+            data = src.read()
+            nodata = src.nodata
+        valid = data != nodata if nodata is not None else np.ones(data.shape, bool)
+        mean = float(data[valid].mean()) if valid.any() else None
+        return {
+            "prediction": -1 if mean is None else int(mean > threshold),
+            "mean_intensity": mean,
+            "model_id": model["id"],
+            "latency_ms": (time.perf_counter() - start) * 1000.0,
+        }
+
+    # Real annotations (this module has postponed ones, which FastAPI cannot resolve for a
+    # class defined inside a function).
+    infer.__annotations__ = {"body": Body, "return": dict}
+    app.post("/infer")(infer)
+
+    @app.get("/ready")
+    def ready() -> dict:
+        return {"status": "ready"}
+
+    return app
+
+
+def run_baseline_server(tiles: Path, registry: Path, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        baseline_app(tiles, registry), host="127.0.0.1", port=port, log_level="warning",
+        access_log=False,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------
+# Servers as subprocesses
+# ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(cmd: list[str], port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise SystemExit(f"server exited with {proc.returncode}: {err.strip()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"GET /ready HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+                if s.recv(64).startswith(b"HTTP/1.1 200"):
+                    return proc
+        except OSError:
+            pass
+        time.sleep(0.1)
+    stop(proc)
+    raise SystemExit("server not ready within 60 s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# ---------------------------------------------------------------------------
+# Load generator: keep-alive HTTP/1.1 over asyncio streams
+# ---------------------------------------------------------------------------
+
+
+def request_bytes(scene: str, row: int, col: int) -> bytes:
+    body = json.dumps({"scene": scene, "row": row, "col": col}).encode()
+    head = (
+        f"POST /infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def client(
+    seed: int,
+    port: int,
+    requests: list[bytes],
+    until: float,
+    latencies: list[float],
+    errors: list[str],
+) -> None:
+    """One keep-alive connection asking for random tiles (its own seed) until `until`."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    rng = random.Random(seed)
+    try:
+        while time.perf_counter() < until:
+            start = time.perf_counter()
+            writer.write(requests[rng.randrange(len(requests))])
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - start)
+            if not head.startswith(b"HTTP/1.1 200"):
+                errors.append(head.split(b"\r\n", 1)[0].decode())
+    finally:
+        writer.close()
+
+
+async def load(
+    port: int, size: int, concurrency: int, seconds: float, *, seed: int = 0
+) -> tuple[list[float], list[str], float]:
+    """`concurrency` clients for `seconds`: (latencies, error status lines, elapsed)."""
+    grid = size // TILE
+    scene = scene_name(size)
+    requests = [request_bytes(scene, r, c) for r in range(grid) for c in range(grid)]
+    latencies: list[float] = []
+    errors: list[str] = []
+    start = time.perf_counter()
+    until = start + seconds
+    await asyncio.gather(
+        *(client(seed + i, port, requests, until, latencies, errors) for i in range(concurrency))
+    )
+    return latencies, errors, time.perf_counter() - start
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100.0 * len(ordered)))]
+
+
+def tree_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds of a process and its children (uvicorn workers), from /proc; Linux only."""
+    try:
+        stats = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                stats[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    except OSError:
+        return None
+    tree, changed = {pid}, True
+    while changed:
+        children = {p for p, (ppid, _) in stats.items() if ppid in tree} - tree
+        changed = bool(children)
+        tree |= children
+    return sum(stats[p][1] for p in tree if p in stats) / os.sysconf("SC_CLK_TCK")
+
+
+def busy_cpu_seconds() -> float | None:
+    """CPU seconds the whole machine spent busy (all processes), from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return None
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def measure(
+    name: str,
+    server: subprocess.Popen[bytes],
+    port: int,
+    size: int,
+    concurrencies: list[int],
+    seconds: float,
+) -> list[str]:
+    """One line per concurrency. `server CPU` is per request; `other load` is CPU used on the
+    machine by anything but the server and the load generator (it should be near 0%)."""
+    lines = []
+    for c in concurrencies:
+        asyncio.run(load(port, size, c, 1.0, seed=10_000))  # warm-up: imports, scene cache
+        s0, b0, o0 = tree_cpu_seconds(server.pid), busy_cpu_seconds(), own_cpu_seconds()
+        latencies, errors, elapsed = asyncio.run(load(port, size, c, seconds))
+        s1, b1, o1 = tree_cpu_seconds(server.pid), busy_cpu_seconds(), own_cpu_seconds()
+        n = len(latencies)
+        line = (
+            f"{name:<12} c={c:<3} {n:>6} req {n / elapsed:7.0f} req/s  "
+            f"p50 {percentile(latencies, 50) * 1e3:6.2f} ms  "
+            f"p99 {percentile(latencies, 99) * 1e3:6.2f} ms  errors {len(errors)}"
+        )
+        if None not in (s0, s1, b0, b1):
+            server_cpu = s1 - s0  # type: ignore[operator]
+            other = (b1 - b0) - server_cpu - (o1 - o0)  # type: ignore[operator]
+            line += (
+                f"  server {server_cpu / max(n, 1) * 1e3:.2f} ms CPU/req"
+                f"  other load {max(other, 0.0) / elapsed * 100:3.0f}%"
+            )
+        if errors:
+            line += f"  (first error: {errors[0]})"
+        print(line, flush=True)
+        lines.append(line)
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--seconds", type=float, default=8.0, help="measured time per run")
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
+    p.add_argument("--workers", type=int, default=1, help="satdask serve --workers")
+    p.add_argument("--size", type=int, default=4096, help="side of the sample scene in px")
+    p.add_argument("--threads", type=int, help="SATDASK_THREADS for satdask serve")
+    p.add_argument("--gdal-cachemax", type=int, help="GDAL_CACHEMAX in MB for satdask serve")
+    p.add_argument("--skip-baseline", action="store_true")
+    p.add_argument("--baseline-server", nargs=3, metavar=("TILES", "REGISTRY", "PORT"),
+                   help=argparse.SUPPRESS)  # fmt: skip
+    args = p.parse_args(argv)
+    if args.baseline_server:
+        tiles, registry, port = args.baseline_server
+        run_baseline_server(Path(tiles), Path(registry), int(port))
+        return 0
+
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:
+        pass
+    data, registry, tiles = prepare(CACHE, args.size, baseline=not args.skip_baseline)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SATDASK_", "GDAL_"))}
+    if args.threads:
+        env["SATDASK_THREADS"] = str(args.threads)
+    if args.gdal_cachemax:
+        env["GDAL_CACHEMAX"] = str(args.gdal_cachemax)
+    print(
+        f"POST /infer by scene/row/col, random 256 px tiles of a {args.size} x {args.size} "
+        f"x {BANDS} uint16 DEFLATE COG, {args.seconds:g} s per run, {os.cpu_count()} cores, "
+        f"load generator on the same machine",
+        flush=True,
+    )
+    port = free_port()
+    cmd = [
+        *(sys.executable, "-m", "satdask.cli", "serve", "--data-root", str(data)),
+        *("--model", str(registry), "--port", str(port), "--workers", str(args.workers)),
+    ]
+    server = start(cmd, port, env)
+    try:
+        measure(f"satdask/{args.workers}w", server, port, args.size, args.concurrency, args.seconds)
+    finally:
+        stop(server)
+    if not args.skip_baseline:
+        port = free_port()
+        cmd = [sys.executable, __file__, "--baseline-server", str(tiles), str(registry), str(port)]
+        server = start(cmd, port, env)
+        try:
+            measure("baseline", server, port, args.size, args.concurrency, args.seconds)
+        finally:
+            stop(server)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,472 @@
+"""`create_app(settings)`: the Litestar application serving single-tile predictions.
+
+Each tile request reads only that tile's window (what `satdask.read_tile` does, with the
+scene's source cached) and runs the block function batch runs (`satdask.infer_block`)
+on a block of one tile, so the service and the batch run store cannot disagree. The
+model is loaded once, in the lifespan, with its checksum verified; scenes are opened
+lazily into a bounded cache. Raster reads and numpy work run on `settings.threads`
+reader threads, never on the event loop; a tile always goes to the same thread, whose
+GDAL handle caches its blocks. The app keeps no state between requests beyond those
+caches, so any number of instances can serve one data root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from time import perf_counter
+from typing import Annotated, Any
+
+import numpy as np
+from litestar import Litestar, MediaType, Request, Response, get, post
+from litestar.enums import RequestEncodingType
+from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.params import Body, Parameter
+from rasterio.errors import RasterioError
+
+import satdask
+from satdask.features import STATUS_NAMES
+from satdask.grid import TileGrid
+from satdask.inference import infer_block
+from satdask.registry import ModelArtifact, ModelRegistry, parse_model_ref
+from satdask.scene import GDAL_OPTIONS, gdal_message, is_remote
+from service.auth import PUBLIC, api_key_guard
+from service.errors import (
+    ModelNotReadyError,
+    RasterTooLargeError,
+    TileOutsideGridError,
+    TileReadError,
+    describe_exception,
+    public_message,
+)
+from service.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
+from service.paths import MAX_PATH_CHARS, list_rasters
+from service.scenes import OpenScene, SceneStore
+from service.schemas import (
+    ErrorBody,
+    Health,
+    InferRequest,
+    InferRequestSchemaPlugin,
+    ModelInfo,
+    Ready,
+    SceneInfo,
+    SceneList,
+    SceneTileRequest,
+    SceneTileResponse,
+    TileGridInfo,
+    TilePathRequest,
+    TilePathResponse,
+    decode_infer_request,
+    is_infer_request,
+)
+from service.settings import Settings
+
+log = logging.getLogger("satdask.service")
+
+MAX_LISTED_SCENES = 10_000
+
+_ERROR_TEXT = {
+    400: "Malformed JSON, a missing or invalid field, or a bad query parameter.",
+    401: "Missing or invalid API key.",
+    404: "No such scene under the data root (or one that may not be read), or a tile "
+    "outside the grid.",
+    413: "Request body over the size limit.",
+    422: "The file is not a readable raster, or the tile cannot be decoded.",
+    503: "The model is not loaded.",
+}
+
+
+def _errors(*codes: int) -> dict[int, ResponseSpec]:
+    return {
+        code: ResponseSpec(data_container=ErrorBody, description=_ERROR_TEXT[code])
+        for code in codes
+    }
+
+
+def load_model(ref: str) -> ModelArtifact:
+    """Load 'DIR[:ID]' from its registry, verifying the checksum (RegistryError if not)."""
+    directory, artifact_id = parse_model_ref(ref)
+    return ModelRegistry(directory).load(artifact_id)
+
+
+def service_gdal_env(environ: Mapping[str, str], *, cache_mb: int) -> dict[str, str]:
+    """GDAL settings for the service process, as environment variables.
+
+    - GDAL_SKIP gains VRT: the VRT driver can read any file on the machine.
+    - GDAL_PAM_ENABLED=NO: no .aux.xml side-car files read or written in the data root.
+    - GDAL_CACHEMAX: the service reads tiles again and again, so a larger block cache
+      than batch's; an operator's own value wins.
+    - satdask's GDAL_OPTIONS, unless already set: as environment variables every thread
+      sees them (`satdask.scene.configure_gdal` sets them through rasterio, which from a
+      worker thread only sets them for that thread).
+    """
+    skip = environ.get("GDAL_SKIP", "").replace(",", " ").split()
+    out = {key: str(value) for key, value in GDAL_OPTIONS.items() if key not in environ}
+    if "GDAL_CACHEMAX" not in environ:
+        out["GDAL_CACHEMAX"] = str(cache_mb)
+    out["GDAL_SKIP"] = " ".join(skip if "VRT" in skip else [*skip, "VRT"])
+    out["GDAL_PAM_ENABLED"] = "NO"
+    return out
+
+
+def configure_service_gdal(cache_mb: int) -> tuple[dict[str, str | None], bool]:
+    """Apply `service_gdal_env`; returns (previous values, whether VRT is disabled).
+
+    GDAL reads GDAL_SKIP only when it first registers its drivers, so `satdask serve`
+    sets it before anything opens a raster. In a process where GDAL already started
+    (tests, notebooks) the VRT driver stays registered: the TIFF signature check in
+    `service.paths` still keeps VRT files away from GDAL.
+    """
+    import rasterio
+
+    wanted = service_gdal_env(os.environ, cache_mb=cache_mb)
+    previous = {key: os.environ.get(key) for key in wanted}
+    os.environ.update(wanted)
+    with rasterio.Env() as env:
+        vrt_disabled = "VRT" not in env.drivers()
+    return previous, vrt_disabled
+
+
+def restore_gdal_env(previous: Mapping[str, str | None]) -> None:
+    for key, value in previous.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def public_uri(uri: Any, root: Path) -> Any:
+    """A lineage URI a client may see: relative under the root, a URL without its query,
+    or the bare file name for any other local path."""
+    if not isinstance(uri, str) or not uri:
+        return uri
+    if is_remote(uri):
+        return uri.split("?", 1)[0]
+    path = Path(uri)
+    if path.is_absolute() and path.is_relative_to(root):
+        return path.relative_to(root).as_posix()
+    return path.name
+
+
+def public_lineage(lineage: Any, root: Path) -> dict[str, Any]:
+    """The training lineage with scene URIs made public (see `public_uri`)."""
+    out = dict(lineage)
+    scenes = out.get("scenes")
+    if isinstance(scenes, list):
+        out["scenes"] = [
+            {**s, "uri": public_uri(s.get("uri"), root)} if isinstance(s, dict) else s
+            for s in scenes
+        ]
+    return out
+
+
+@dataclass
+class Runtime:
+    """What the handlers share: settings, caches, metrics and the loaded model."""
+
+    settings: Settings
+    scenes: SceneStore
+    metrics: Metrics
+    artifact: ModelArtifact | None = None
+    executors: list[ThreadPoolExecutor] = field(default_factory=list, repr=False)
+
+    _turn: Iterator[int] = field(default_factory=itertools.count, repr=False)
+
+    def require_model(self) -> ModelArtifact:
+        if self.artifact is None:
+            raise ModelNotReadyError
+        return self.artifact
+
+    async def in_thread(self, func: Callable[..., Any], *args: Any, key: Any = None) -> Any:
+        """Run blocking work on one of the service's reader threads.
+
+        Each thread keeps its own GDAL handle and GDAL caches decoded blocks per handle,
+        so work with a `key` (a tile) always goes to the same thread: a tile is decoded
+        into one cache, not into every thread's. A plain executor rather than
+        `anyio.to_thread`: the work cannot be cancelled either way, and the hop skips
+        anyio's cancel-scope bookkeeping, which showed in GIL profiles.
+        """
+        executors = self.executors
+        index = hash(key) % len(executors) if key is not None else next(self._turn)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(executors[index % len(executors)], func, *args)
+
+    def scene(self, path: object) -> OpenScene:
+        try:
+            return self.scenes.get(path)
+        finally:
+            self.metrics.scenes_cached.set(len(self.scenes))
+
+    def read(self, opened: OpenScene, row: int, col: int, grid: TileGrid) -> np.ndarray:
+        """One tile's window: what `satdask.read_tile` does, with the scene's source cached.
+
+        `read_tile` rebuilds the `RasterSource` from the DataArray on every call, and
+        that xarray indexing held the GIL for about a tenth of a request. The cached
+        source is rebuilt whenever the file's (size, mtime) changes (see SceneStore).
+        """
+        try:
+            return opened.source.read(grid.window(row, col))
+        except (RasterioError, OSError) as exc:
+            self.metrics.tile_read_failures.inc()
+            reason = gdal_message(exc) if isinstance(exc, RasterioError) else "I/O error"
+            detail = f"{opened.path}: tile ({row}, {col}) cannot be read ({reason})"
+            raise TileReadError(public_message(detail, self.settings.data_root)) from None
+
+    def infer_tile(self, request: SceneTileRequest, artifact: ModelArtifact) -> SceneTileResponse:
+        opened = self.scene(request.scene)
+        grid, row, col = opened.grid, request.row, request.col
+        if row >= grid.rows or col >= grid.cols:
+            raise TileOutsideGridError(
+                f"{opened.path}: tile ({row}, {col}) is outside the {grid.rows} x {grid.cols} "
+                f"tile grid ({grid.tile_size} px tiles, edge={grid.edge})"
+            )
+        pixels = self.read(opened, row, col, grid)
+        out = infer_block(
+            pixels,
+            model=artifact.model,
+            tile_size=grid.tile_size,
+            nodata=opened.nodata,
+            edge=grid.edge,
+        )
+        prediction = int(out["prediction"][0, 0])
+        self.metrics.count_prediction(prediction)
+        return SceneTileResponse(
+            scene=opened.path,
+            row=row,
+            col=col,
+            prediction=prediction,
+            mean_intensity=_number(out["mean_intensity"][0, 0]),
+            std_intensity=_number(out["std_intensity"][0, 0]),
+            valid_fraction=float(out["valid_fraction"][0, 0]),
+            status=STATUS_NAMES[int(out["status"][0, 0])],  # type: ignore[arg-type]
+            bounds=list(grid.bounds(row, col)),
+            crs=opened.crs,
+            model_id=artifact.id,
+            latency_ms=0.0,
+        )
+
+    def infer_whole(self, request: TilePathRequest, artifact: ModelArtifact) -> TilePathResponse:
+        """The reference contract: the whole raster is one tile (side = its longer side,
+        edge 'pad', so a non-square raster's missing pixels count as invalid)."""
+        opened = self.scene(request.tile_path)
+        limit = self.settings.max_raster_pixels
+        if opened.height * opened.width > limit:
+            raise RasterTooLargeError(
+                f"{opened.path}: {opened.width} x {opened.height} px is over the {limit} px "
+                "limit of the tile_path form; ask for its tiles with scene, row and col"
+            )
+        side = max(opened.height, opened.width)
+        whole = TileGrid(opened.height, opened.width, opened.grid.transform, side, "pad")
+        pixels = self.read(opened, 0, 0, whole)
+        out = infer_block(
+            pixels, model=artifact.model, tile_size=side, nodata=opened.nodata, edge="pad"
+        )
+        prediction = int(out["prediction"][0, 0])
+        self.metrics.count_prediction(prediction)
+        return TilePathResponse(
+            prediction=prediction,
+            mean_intensity=_number(out["mean_intensity"][0, 0]),
+            model_path=f"{artifact.id}.json",
+            model_id=artifact.id,
+        )
+
+    def scene_info(self, path: str) -> SceneInfo:
+        opened = self.scene(path)
+        g = opened.grid
+        tf = g.transform
+        xs = (tf.c, tf.c + tf.a * g.width)
+        ys = (tf.f, tf.f + tf.e * g.height)
+        return SceneInfo(
+            path=opened.path,
+            crs=opened.crs,
+            shape=[opened.bands, g.height, g.width],
+            width=g.width,
+            height=g.height,
+            bands=opened.bands,
+            dtype=opened.dtype,
+            nodata=opened.nodata,
+            bounds=[min(xs), min(ys), max(xs), max(ys)],
+            grid=TileGridInfo(tile_size=g.tile_size, edge=g.edge, rows=g.rows, cols=g.cols),
+        )
+
+    def model_info(self) -> ModelInfo:
+        a = self.require_model()
+        params = a.model.to_dict()
+        threshold = params.get("threshold")
+        return ModelInfo(
+            id=a.id,
+            sha256=a.sha256,
+            kind=a.model.kind,
+            threshold=float(threshold) if isinstance(threshold, int | float) else None,
+            created_at=a.created_at,
+            model_path=f"{a.id}.json",
+            training=dict(params.get("training", {})),
+            lineage=public_lineage(a.lineage, self.settings.data_root),
+        )
+
+
+def _number(value: Any) -> float | None:
+    number = float(value)
+    return number if np.isfinite(number) else None
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """Build the app; with no settings, read them from `SATDASK_*` variables now."""
+    settings = settings if settings is not None else Settings.from_env()
+    metrics = Metrics()
+    rt = Runtime(
+        settings=settings,
+        scenes=SceneStore(
+            settings.data_root,
+            tile_size=settings.tile_size,
+            edge=settings.edge,
+            capacity=settings.scene_cache,
+        ),
+        metrics=metrics,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        previous, vrt_disabled = configure_service_gdal(settings.gdal_cachemax)
+        if vrt_disabled:
+            log.info("GDAL VRT driver disabled")
+        else:
+            log.warning(
+                "GDAL VRT driver still registered (GDAL started before the service); "
+                "files are opened only after a TIFF signature check"
+            )
+        rt.executors = [
+            ThreadPoolExecutor(1, thread_name_prefix=f"satdask-io-{i}")
+            for i in range(settings.threads)
+        ]
+        if settings.model:
+            rt.artifact = await rt.in_thread(load_model, settings.model)
+            log.info("model %s loaded (sha256 %s)", rt.artifact.id, rt.artifact.sha256[:12])
+        else:
+            log.warning("no model configured: /ready and /infer answer 503")
+        metrics.set_model(rt.artifact)
+        try:
+            yield
+        finally:
+            rt.artifact = None
+            metrics.set_model(None)
+            for executor in rt.executors:
+                executor.shutdown(wait=True, cancel_futures=True)
+            restore_gdal_env(previous)
+
+    @post(
+        "/infer",
+        status_code=200,
+        summary="Predict one tile",
+        description="`{tile_path}`: a whole raster as one tile (the reference pipeline's "
+        "contract). `{scene, row, col}`: one tile of a scene in the service's tile grid.",
+        responses=_errors(400, 401, 404, 413, 422, 503),
+    )
+    async def infer(
+        data: Annotated[InferRequest, Body(media_type=RequestEncodingType.JSON)],
+    ) -> SceneTileResponse | TilePathResponse:
+        start = perf_counter()
+        artifact = rt.require_model()
+        if isinstance(data, SceneTileRequest):
+            key = (data.scene, data.row, data.col)
+            result = await rt.in_thread(rt.infer_tile, data, artifact, key=key)
+            result.latency_ms = (perf_counter() - start) * 1000.0
+            return result
+        return await rt.in_thread(rt.infer_whole, data, artifact, key=data.tile_path)
+
+    @get("/scenes", summary="List the rasters under the data root", responses=_errors(401))
+    async def scenes() -> SceneList:
+        found, truncated = await rt.in_thread(
+            lambda: list_rasters(settings.data_root, limit=MAX_LISTED_SCENES)
+        )
+        return SceneList(scenes=found, truncated=truncated)
+
+    @get(
+        "/scenes/info",
+        summary="A scene's CRS, shape, bands, dtype and tile grid",
+        responses=_errors(400, 401, 404, 422),
+    )
+    async def scene_info(
+        path: Annotated[
+            str,
+            Parameter(
+                min_length=1,
+                max_length=MAX_PATH_CHARS,
+                description="Path of a GeoTIFF relative to the data root.",
+            ),
+        ],
+    ) -> SceneInfo:
+        return await rt.in_thread(rt.scene_info, path)
+
+    @get("/health", summary="Liveness (needs no API key)", opt={PUBLIC: True}, security=[{}])
+    async def health() -> Health:
+        return Health(status="ok")
+
+    @get("/ready", summary="Readiness: 200 once the model is loaded", responses=_errors(401, 503))
+    async def ready() -> Ready:
+        return Ready(status="ready", model_id=rt.require_model().id)
+
+    @get("/model", summary="The loaded model and its lineage", responses=_errors(401, 503))
+    async def model() -> ModelInfo:
+        return rt.model_info()
+
+    @get(
+        "/metrics",
+        summary="Prometheus metrics (per worker process)",
+        media_type=CONTENT_TYPE,
+        responses=_errors(401),
+    )
+    async def prometheus() -> bytes:
+        metrics.scenes_cached.set(len(rt.scenes))
+        return metrics.render()
+
+    def handle_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+        status, body, headers = describe_exception(exc, settings.data_root)
+        metrics.observe_unmatched(request.scope, status)
+        return Response(body, status_code=status, headers=headers, media_type=MediaType.JSON)
+
+    components = Components()
+    security: list[dict[str, list[str]]] = []
+    if settings.api_key:
+        components = Components(
+            security_schemes={
+                "bearer": SecurityScheme(type="http", scheme="bearer"),
+                "apiKey": SecurityScheme(
+                    type="apiKey", name="X-API-Key", security_scheme_in="header"
+                ),
+            }
+        )
+        security = [{"bearer": []}, {"apiKey": []}]
+
+    app = Litestar(
+        route_handlers=[infer, scenes, scene_info, health, ready, model, prometheus],
+        lifespan=[lifespan],
+        middleware=[MetricsMiddleware(metrics)],
+        exception_handlers={Exception: handle_error},
+        guards=[api_key_guard(settings.api_key)] if settings.api_key else [],
+        request_max_body_size=settings.max_body_bytes,
+        type_decoders=[(is_infer_request, decode_infer_request)],
+        plugins=[InferRequestSchemaPlugin()],
+        openapi_config=OpenAPIConfig(
+            title="satdask",
+            version=satdask.__version__,
+            description="Single-tile predictions over satellite scenes.",
+            path="/schema",
+            render_plugins=[JsonRenderPlugin(), SwaggerRenderPlugin()],
+            components=components,
+            security=security or None,
+        ),
+        logging_config=None,
+        debug=False,
+    )
+    app.state.runtime = rt
+    return app

@@ -1,0 +1,125 @@
+"""Scenes opened lazily, once, and kept in a bounded cache keyed by relative path.
+
+`open_scene` builds coordinates and probes the file, so it must not run per request.
+An entry remembers the file's (size, mtime) and is reopened when they change; a
+file that cannot be opened is remembered too (with its error), so a bad file is
+not reprobed on every request. Entries hold no GDAL handle: `read_tile` keeps one
+handle per thread, as GDAL requires.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from satdask.errors import GridError, SatdaskError, SceneError
+from satdask.grid import TileGrid
+from satdask.scene import RasterSource, open_scene, scene_nodata, scene_source
+from satdask.tiles import scene_grid
+from service.errors import NotFoundError
+from service.paths import is_tiff, resolve_under
+
+
+@dataclass(frozen=True)
+class OpenScene:
+    """A scene from `open_scene`, its tile grid under the service's policy, and facts."""
+
+    path: str  # relative to the data root
+    scene: xr.DataArray
+    grid: TileGrid
+    nodata: float | None
+    crs: str
+    dtype: str
+    bands: int
+    stamp: tuple[int, int]
+    source: RasterSource  # the file and bands behind `scene`, built once (see Runtime.read)
+
+    @property
+    def height(self) -> int:
+        return self.grid.height
+
+    @property
+    def width(self) -> int:
+        return self.grid.width
+
+
+@dataclass(frozen=True)
+class _Entry:
+    stamp: tuple[int, int]
+    scene: OpenScene | None
+    error: SatdaskError | None
+
+
+class SceneStore:
+    def __init__(self, root: Path, *, tile_size: int, edge: str, capacity: int) -> None:
+        self.root = root
+        self.tile_size = tile_size
+        self.edge = edge
+        self.capacity = capacity
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+        self.opened = 0  # scenes opened since start (for tests and metrics)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, text: object) -> OpenScene:
+        """The open scene at a client's relative path; NotFoundError or the open error."""
+        rel, real, st = resolve_under(self.root, text)
+        stamp = (st.st_size, st.st_mtime_ns)
+        with self._lock:
+            entry = self._entries.get(rel)
+            if entry is not None and entry.stamp == stamp:
+                self._entries.move_to_end(rel)
+        if entry is None or entry.stamp != stamp:
+            entry = self._open(rel, real, stamp)
+            with self._lock:
+                self._entries[rel] = entry
+                self._entries.move_to_end(rel)
+                while len(self._entries) > self.capacity:
+                    self._entries.popitem(last=False)
+        if entry.error is not None:
+            raise entry.error
+        assert entry.scene is not None
+        return entry.scene
+
+    def _open(self, rel: str, real: Path, stamp: tuple[int, int]) -> _Entry:
+        self.opened += 1
+        if stamp[0] == 0:
+            return _Entry(stamp, None, SceneError(f"{rel}: file is empty"))
+        if not is_tiff(real):
+            return _Entry(stamp, None, SceneError(f"{rel}: not a readable raster (not a TIFF)"))
+        try:
+            scene = open_scene(real, tile_size=self.tile_size)
+            try:
+                grid = scene_grid(scene, edge=self.edge)  # type: ignore[arg-type]
+            except GridError:  # no full tile under 'skip': an empty grid, every tile is 404
+                grid = TileGrid(
+                    scene.sizes["y"],
+                    scene.sizes["x"],
+                    scene.rio.transform(recalc=False),
+                    self.tile_size,
+                    self.edge,  # type: ignore[arg-type]
+                )
+            crs = scene.rio.crs
+            opened = OpenScene(
+                path=rel,
+                scene=scene,
+                grid=grid,
+                nodata=scene_nodata(scene),
+                crs=crs.to_string() if crs else "",
+                dtype=str(np.dtype(scene.dtype)),
+                bands=int(scene.sizes["band"]),
+                stamp=stamp,
+                source=scene_source(scene),
+            )
+        except NotFoundError:
+            raise
+        except SatdaskError as exc:
+            return _Entry(stamp, None, exc)
+        return _Entry(stamp, opened, None)

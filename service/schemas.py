@@ -1,0 +1,169 @@
+"""Typed request and response bodies; Litestar builds the OpenAPI schema from them.
+
+`POST /infer` takes one of two bodies. msgspec decodes untagged unions of two object
+types only through a hook, so both forms derive from the `InferRequest` mixin: the
+hook picks the form by its keys and the schema plugin documents `oneOf` the two.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar.openapi.spec import Reference, Schema
+from litestar.plugins import OpenAPISchemaPlugin
+from litestar.typing import FieldDefinition
+
+from service.paths import MAX_PATH_CHARS
+
+RelativePath = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=MAX_PATH_CHARS,
+        description="Path of a GeoTIFF relative to the data root, e.g. `scenes/a.tif`.",
+        examples=["RGB.byte.tif"],
+    ),
+]
+TileIndex = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1, description="0-based tile index.")]
+
+
+class InferRequest:
+    """Marker base of the two request forms (a mixin, so no fields and empty slots)."""
+
+    __slots__ = ()
+
+
+class TilePathRequest(msgspec.Struct, InferRequest, forbid_unknown_fields=True):
+    """The reference pipeline's form: a whole (small) raster treated as one tile."""
+
+    tile_path: RelativePath
+
+
+class SceneTileRequest(msgspec.Struct, InferRequest, forbid_unknown_fields=True):
+    """One tile of a scene, by row and column in the service's tile grid."""
+
+    scene: RelativePath
+    row: TileIndex
+    col: TileIndex
+
+
+def decode_infer_request(_: type, value: Any) -> InferRequest:
+    """Pick the form by its keys; msgspec then validates that form strictly.
+
+    JSON Schema's `integer` includes numbers like 2.0, which msgspec's `int` refuses:
+    integral floats become ints first, so the server accepts what its schema allows.
+    """
+    if isinstance(value, dict) and "tile_path" in value:
+        return msgspec.convert(value, TilePathRequest)
+    if isinstance(value, dict):
+        value = {k: _integral(v) if k in ("row", "col") else v for k, v in value.items()}
+    return msgspec.convert(value, SceneTileRequest)
+
+
+def _integral(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def is_infer_request(annotation: Any) -> bool:
+    return annotation is InferRequest
+
+
+class InferRequestSchemaPlugin(OpenAPISchemaPlugin):
+    """Documents `InferRequest` as oneOf the two forms, each closed to unknown fields."""
+
+    @staticmethod
+    def is_plugin_supported_type(value: Any) -> bool:
+        return value is InferRequest
+
+    def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: Any) -> Schema:
+        union = FieldDefinition.from_annotation(TilePathRequest | SceneTileRequest)
+        schema = schema_creator.for_field_definition(union)
+        for ref in schema.one_of or ():
+            if isinstance(ref, Reference):  # forbid_unknown_fields, said in the schema
+                schema_creator.schema_registry.from_reference(
+                    ref
+                ).schema.additional_properties = False
+        return schema
+
+
+class TilePathResponse(msgspec.Struct):
+    """The reference pipeline's answer."""
+
+    prediction: Annotated[int, msgspec.Meta(description="1 bright, 0 dark, -1 no prediction")]
+    mean_intensity: float | None
+    model_path: Annotated[str, msgspec.Meta(description="artifact file within the registry")]
+    model_id: str
+
+
+Status = Literal["ok", "nodata", "failed"]
+
+
+class SceneTileResponse(msgspec.Struct):
+    scene: str
+    row: int
+    col: int
+    prediction: Annotated[int, msgspec.Meta(description="1 bright, 0 dark, -1 no prediction")]
+    mean_intensity: float | None
+    std_intensity: float | None
+    valid_fraction: float
+    status: Status
+    bounds: Annotated[
+        list[float], msgspec.Meta(description="left, bottom, right, top in the scene's CRS")
+    ]
+    crs: str
+    model_id: str
+    latency_ms: float
+
+
+class ErrorBody(msgspec.Struct, omit_defaults=True):
+    status_code: int
+    detail: str
+    extra: list[dict[str, Any]] | dict[str, Any] | None = None
+
+
+class Health(msgspec.Struct):
+    status: Literal["ok"]
+
+
+class Ready(msgspec.Struct):
+    status: Literal["ready"]
+    model_id: str
+
+
+class SceneList(msgspec.Struct):
+    scenes: list[str]
+    truncated: bool
+
+
+class TileGridInfo(msgspec.Struct):
+    tile_size: int
+    edge: str
+    rows: int
+    cols: int
+
+
+class SceneInfo(msgspec.Struct):
+    path: str
+    crs: str
+    shape: Annotated[list[int], msgspec.Meta(description="bands, height, width")]
+    width: int
+    height: int
+    bands: int
+    dtype: str
+    nodata: float | None
+    bounds: list[float]
+    grid: TileGridInfo
+
+
+class ModelInfo(msgspec.Struct):
+    id: str
+    sha256: str
+    kind: str
+    threshold: float | None
+    created_at: str
+    model_path: str
+    training: dict[str, Any]
+    lineage: dict[str, Any]

@@ -1,0 +1,151 @@
+"""One settings object for the service: `SATDASK_*` environment variables merged with overrides.
+
+Nothing is read at import time: `Settings.from_env()` reads the environment when it is
+called (by `satdask serve`, or by uvicorn's app factory in each worker process).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from satdask.grid import EDGE_POLICIES
+from service.errors import ConfigError
+
+PREFIX = "SATDASK_"
+
+
+def _positive_int(name: str) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}") from None
+        if number <= 0:
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        return number
+
+    return parse
+
+
+def _port(value: Any) -> int:
+    number = _positive_int(f"{PREFIX}PORT")(value)
+    if number > 65535:
+        raise ConfigError(f"{PREFIX}PORT must be 1..65535, got {value!r}")
+    return number
+
+
+def _boolean(name: str) -> Callable[[Any], bool]:
+    def parse(value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in {"1", "true", "yes", "on"}:
+            return True
+        if text in {"0", "false", "no", "off", ""}:
+            return False
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+    return parse
+
+
+def _edge(value: Any) -> str:
+    if value not in EDGE_POLICIES:
+        raise ConfigError(f"{PREFIX}EDGE must be one of {', '.join(EDGE_POLICIES)}, got {value!r}")
+    return str(value)
+
+
+def _optional_text(value: Any) -> str | None:
+    text = None if value is None else str(value)
+    return text or None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service can be told; each field is `SATDASK_<FIELD>` in the environment.
+
+    `data_root` is resolved once, so every containment check compares against the real
+    directory. `api_key` never appears in the repr.
+    """
+
+    data_root: Path
+    model: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    api_key: str | None = field(default=None, repr=False)
+    tile_size: int = 256
+    edge: str = "skip"
+    max_body_bytes: int = 16 * 1024
+    scene_cache: int = 64
+    threads: int = 2
+    max_raster_pixels: int = 2048 * 2048
+    gdal_cachemax: int = 256
+    access_log: bool = False
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        for name, parse in _PARSERS.items():
+            object.__setattr__(self, name, parse(getattr(self, name)))
+        if self.log_level not in _LOG_LEVELS:
+            raise ConfigError(
+                f"{PREFIX}LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, got {self.log_level!r}"
+            )
+        root = Path(self.data_root).expanduser()
+        if not root.is_dir():
+            raise ConfigError(f"data root {str(root)!r} is not a directory")
+        object.__setattr__(self, "data_root", root.resolve())
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read `SATDASK_*` variables, then apply the overrides (None means: not given)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            key = PREFIX + f.name.upper()
+            if key in env:
+                values[f.name] = env[key]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown service setting(s): {', '.join(sorted(unknown))}")
+        if "data_root" not in values or not str(values["data_root"]):
+            raise ConfigError(f"no data root: pass --data-root or set {PREFIX}DATA_ROOT")
+        values["data_root"] = Path(values["data_root"])
+        return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        """The `SATDASK_*` variables that rebuild these settings in a worker process."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool):
+                out[PREFIX + f.name.upper()] = "true" if value else "false"
+            elif value is not None:
+                out[PREFIX + f.name.upper()] = str(value)
+        return out
+
+
+_LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "model": _optional_text,
+    "host": lambda v: str(v) or "127.0.0.1",
+    "port": _port,
+    "workers": _positive_int(f"{PREFIX}WORKERS"),
+    "api_key": _optional_text,
+    "tile_size": _positive_int(f"{PREFIX}TILE_SIZE"),
+    "edge": _edge,
+    "max_body_bytes": _positive_int(f"{PREFIX}MAX_BODY_BYTES"),
+    "scene_cache": _positive_int(f"{PREFIX}SCENE_CACHE"),
+    "threads": _positive_int(f"{PREFIX}THREADS"),
+    "max_raster_pixels": _positive_int(f"{PREFIX}MAX_RASTER_PIXELS"),
+    "gdal_cachemax": _positive_int(f"{PREFIX}GDAL_CACHEMAX"),
+    "access_log": _boolean(f"{PREFIX}ACCESS_LOG"),
+    "log_level": lambda v: str(v).lower(),
+}

@@ -1,0 +1,184 @@
+"""Helpers shared by the service tests (imported by name: this folder is on sys.path)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import rasterio
+from affine import Affine
+
+SCENES_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "scenes"
+# Shared CC0 scenes copied into the test data root when present
+SHARED_SCENES = ("RGB.byte.tif", "shade.tif", "RGBA.uint16.tif")
+API_KEY = "test-key-0123456789"
+TRANSFORM = Affine(10.0, 0.0, 400000.0, 0.0, -10.0, 6000000.0)
+
+
+def write_tif(
+    path: Path, data: np.ndarray, *, crs: str | None = "EPSG:32633", **extra: Any
+) -> Path:
+    bands, height, width = data.shape
+    profile: dict[str, Any] = {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": bands,
+        "dtype": data.dtype,
+        "crs": crs,
+        "transform": TRANSFORM,
+        "nodata": 0,
+        **extra,
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    return path
+
+
+def vrt_xml(source: Path) -> str:
+    """A VRT that would read `source` (outside the root) if GDAL were allowed to open it."""
+    return (
+        '<VRTDataset rasterXSize="256" rasterYSize="256">'
+        '<VRTRasterBand dataType="Byte" band="1"><SimpleSource>'
+        f'<SourceFilename relativeToVRT="0">{source}</SourceFilename>'
+        "<SourceBand>1</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>"
+    )
+
+
+@dataclass(frozen=True)
+class DataRoot:
+    root: Path
+    outside: Path  # a folder beside the root holding a perfectly valid GeoTIFF
+    secret: Path  # outside / "secret.tif"
+    has_rgb: bool
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "satdask.cli", "serve", *args]
+
+
+def wait_until_ready(
+    url: str, proc: subprocess.Popen[bytes], log: Path, *, headers: dict[str, str] | None = None
+) -> None:
+    """Poll GET {url}/ready until 200; fail with the server's log if it exits or takes > 60 s."""
+    import time
+
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(f"satdask serve exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/ready", headers=headers or {}).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"satdask serve not ready within 60 s:\n{log.read_text()}")
+        time.sleep(0.1)
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SATDASK_")}
+    env.update(extra)
+    return env
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    url: str
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    def client(self, *, key: str | None = API_KEY) -> httpx.Client:
+        headers = {"X-API-Key": key} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+def traversal_corpus(data: DataRoot) -> list[str]:
+    """Paths that name something outside the data root, or that the service must refuse."""
+    secret, root = data.secret, data.root
+    rel_secret = f"../{secret.parent.name}/{secret.name}"
+    return [
+        # ../ in every shape
+        rel_secret,
+        f"sub/../{rel_secret}",
+        f"./{rel_secret}",
+        f"sub/./../../{secret.parent.name}/{secret.name}",
+        "../../../../../../etc/passwd",
+        f"../{root.name}/sample.tif",  # out and back in: still refused
+        "..",
+        "../",
+        # absolute paths
+        str(secret),
+        "/etc/passwd",
+        f"/{secret.name}",
+        f"{root}/sample.tif",
+        "//etc/passwd",
+        # home directories
+        "~/secret.tif",
+        "~root/.bashrc",
+        f"~/../{secret.name}",
+        # symlinks escaping the root (a file link and a directory link)
+        "escape.tif",
+        f"linkdir/{secret.name}",
+        # URL schemes and GDAL virtual file systems
+        f"file://{secret}",
+        f"file:{secret}",
+        "file:sample.tif",
+        "http://127.0.0.1:9/secret.tif",
+        "https://example.invalid/secret.tif",
+        "s3://bucket/secret.tif",
+        f"/vsicurl/http://127.0.0.1:9/{secret.name}",
+        f"/vsizip/{secret}.zip/a.tif",
+        "/vsimem/a.tif",
+        "/vsistdin/",
+        f"vsicurl/{secret.name}",
+        # VRT in any spelling
+        "evil.vrt",
+        "evil.VRT",
+        "sample.tif.vrt",
+        # NUL and other control bytes
+        "sample.tif\x00",
+        "sample.tif\x00.vrt",
+        f"\x00{rel_secret}",
+        "sample\n.tif",
+        # percent-encoded and double-encoded traversal, backslashes
+        f"%2e%2e/{secret.parent.name}/{secret.name}",
+        f"..%2f{secret.parent.name}%2f{secret.name}",
+        f"%252e%252e%252f{secret.parent.name}%252f{secret.name}",
+        "percent%2e.tif",  # exists, but '%' is refused outright
+        f"..\\{secret.parent.name}\\{secret.name}",
+        "sub\\tile.tif",
+        # hidden files, directories, drive letters, odd suffixes
+        ".hidden.tif",
+        "sub/.hidden.tif",
+        "dir.tif",
+        "sub",
+        "C:\\Windows\\win.ini",
+        "C:/secret.tif",
+        "sample",
+        "notes.txt",
+    ]

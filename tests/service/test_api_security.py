@@ -1,0 +1,127 @@
+"""Path containment: the traversal corpus gets one answer, and nothing outside the root opens."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from litestar import Litestar
+from litestar.testing import TestClient
+from svc_support import DataRoot, traversal_corpus
+
+from service.errors import NotFoundError
+from service.paths import check_relative, resolve_under
+
+Client = TestClient[Litestar]
+NOT_FOUND = {"status_code": 404, "detail": "no such scene under the data root"}
+
+
+def answers(client: Client, path: str) -> list[Any]:
+    """The three ways to name a file: scene form, tile_path form, scene info."""
+    return [
+        client.post("/infer", json={"scene": path, "row": 0, "col": 0}),
+        client.post("/infer", json={"tile_path": path}),
+        client.get("/scenes/info", params={"path": path}),
+    ]
+
+
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Every path the service opens or sniffs, recorded."""
+    import service.scenes
+
+    seen: list[Path] = []
+    real_open, real_sniff = service.scenes.open_scene, service.scenes.is_tiff
+
+    def open_scene(path: Any, **kwargs: Any) -> Any:
+        seen.append(Path(path))
+        return real_open(path, **kwargs)
+
+    def is_tiff(path: Path) -> bool:
+        seen.append(Path(path))
+        return real_sniff(path)
+
+    monkeypatch.setattr(service.scenes, "open_scene", open_scene)
+    monkeypatch.setattr(service.scenes, "is_tiff", is_tiff)
+    return seen
+
+
+def test_every_traversal_attempt_gets_the_answer_of_a_missing_file(
+    client: Client, data: DataRoot, opened: list[Path]
+) -> None:
+    corpus = traversal_corpus(data)
+    assert len(corpus) > 30
+    for path in [*corpus, "missing.tif", "sub/missing.tif"]:
+        for r in answers(client, path):
+            assert r.status_code == 404, (path, r.text)
+            assert r.json() == NOT_FOUND, path
+    assert opened == []  # refused before anything was opened or read
+    assert "secret" not in client.get("/metrics").text
+
+
+def test_files_inside_the_root_are_served_through_links_inside_it(
+    client: Client, data: DataRoot, opened: list[Path]
+) -> None:
+    for path in ("link-inside.tif", "sub/tile.tif", "./sub/tile.tif", "sub//tile.tif"):
+        assert [r.status_code for r in answers(client, path)] == [200, 200, 200], path
+    root = data.root.resolve()
+    assert opened and all(p.resolve().is_relative_to(root) for p in opened)
+
+
+def test_a_vrt_disguised_as_tif_is_never_handed_to_gdal(
+    client: Client, data: DataRoot, opened: list[Path]
+) -> None:
+    for r in answers(client, "disguised.tif"):
+        assert r.status_code == 422
+        assert "not a TIFF" in r.text
+    assert all(p.name == "disguised.tif" for p in opened)  # sniffed, never opened by GDAL
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.sampled_from(
+            [*"./\\~%:\x00ab-_ ", "..", "tif", ".tif", "vrt", "%2e", "sub", "escape", "linkdir"]
+        ),
+        max_size=16,
+    ).map("".join)
+)
+def test_fuzzed_paths_never_leave_the_root(data: DataRoot, text: str) -> None:
+    root = data.root.resolve()
+    try:
+        rel, real, _ = resolve_under(root, text)
+    except NotFoundError:
+        return
+    assert real.resolve().is_relative_to(root)
+    assert real.suffix.lower() in {".tif", ".tiff"}
+    assert ".." not in Path(rel).parts
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a.tif", "sub/a.TIF", "deep/er/a.tiff", "./a.tif", "a b.tif", "été.tif"],
+)
+def test_ordinary_relative_names_pass_the_syntax_check(text: str) -> None:
+    check_relative(text)
+
+
+def test_corpus_paths_fail_the_syntax_check_or_resolution(data: DataRoot) -> None:
+    root = data.root.resolve()
+    for text in [*traversal_corpus(data), "", "a" * 2000 + ".tif", None, 3]:
+        with pytest.raises(NotFoundError):
+            resolve_under(root, text)
+
+
+def test_the_listing_shows_no_escaping_entry(
+    make_client: Callable[..., Client], data: DataRoot
+) -> None:
+    listed = make_client().get("/scenes").json()["scenes"]
+    root = data.root.resolve()
+    for rel in listed:
+        assert (root / rel).resolve().is_relative_to(root)

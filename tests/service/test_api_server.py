@@ -1,0 +1,172 @@
+"""A real `satdask serve` process on 127.0.0.1, driven with httpx."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+from svc_support import (
+    API_KEY,
+    DataRoot,
+    LiveServer,
+    clean_env,
+    free_port,
+    serve_command,
+    stop_server,
+    traversal_corpus,
+    wait_until_ready,
+)
+
+from satdask import ModelRegistry
+
+NOT_FOUND = {"status_code": 404, "detail": "no such scene under the data root"}
+
+
+def test_every_endpoint(live_server: LiveServer, data: DataRoot, sample_registry: Path) -> None:
+    model_id = ModelRegistry(sample_registry).load().id
+    with live_server.client() as http:
+        assert http.get("/health").json() == {"status": "ok"}
+        assert http.get("/ready").json() == {"status": "ready", "model_id": model_id}
+        assert http.get("/model").json()["id"] == model_id
+        assert "sample.tif" in http.get("/scenes").json()["scenes"]
+        info = http.get("/scenes/info", params={"path": "sample.tif"}).json()
+        assert info["grid"] == {"tile_size": 256, "edge": "skip", "rows": 4, "cols": 4}
+        tile = http.post("/infer", json={"scene": "sample.tif", "row": 2, "col": 1})
+        assert tile.status_code == 200
+        assert tile.json()["status"] == "ok" and tile.json()["model_id"] == model_id
+        whole = http.post("/infer", json={"tile_path": "sub/tile.tif"})
+        assert whole.status_code == 200 and whole.json()["model_id"] == model_id
+        schema = http.get("/schema/openapi.json").json()
+        assert "/infer" in schema["paths"]
+        metrics = http.get("/metrics")
+        assert metrics.headers["content-type"].startswith("text/plain")
+        assert 'route="/infer",status="200"' in metrics.text
+
+
+def test_errors_over_the_wire(live_server: LiveServer, data: DataRoot) -> None:
+    with live_server.client() as http:
+        bad = http.post("/infer", content=b"{oops", headers={"content-type": "application/json"})
+        assert bad.status_code == 400
+        assert http.post("/infer", json={"scene": "sample.tif"}).status_code == 400
+        outside = http.post("/infer", json={"scene": "sample.tif", "row": 9, "col": 0})
+        assert outside.status_code == 404
+        assert http.post("/infer", json={"tile_path": "notraster.tif"}).status_code == 422
+        big = http.post(
+            "/infer",
+            content=b'{"scene": "' + b"a" * 20_000 + b'.tif", "row": 0, "col": 0}',
+            headers={"content-type": "application/json"},
+        )
+        assert big.status_code == 413
+        for r in (bad, outside, big):
+            assert r.headers["content-type"].startswith("application/json")
+            assert str(data.root) not in r.text
+
+
+def test_traversal_corpus_over_the_wire(live_server: LiveServer, data: DataRoot) -> None:
+    with live_server.client() as http:
+        for path in [*traversal_corpus(data), "missing.tif"]:
+            for r in (
+                http.post("/infer", json={"scene": path, "row": 0, "col": 0}),
+                http.post("/infer", json={"tile_path": path}),
+                http.get("/scenes/info", params={"path": path}),
+            ):
+                assert r.status_code == 404, (path, r.text)
+                assert r.json() == NOT_FOUND, path
+        # raw, un-normalised request targets as well
+        for target in ("/scenes/info?path=..%2f..%2fetc%2fpasswd", "/scenes/info?path=%00"):
+            r = http.get(target)
+            assert r.status_code == 404 and r.json() == NOT_FOUND, target
+
+
+def test_api_key_over_the_wire(live_server: LiveServer) -> None:
+    with live_server.client(key=None) as http:
+        assert http.get("/health").status_code == 200
+        for url in ("/ready", "/model", "/scenes", "/metrics", "/schema/openapi.json"):
+            assert http.get(url).status_code == 401, url
+            assert http.get(url, headers={"X-API-Key": "wrong"}).status_code == 401, url
+            bearer = {"Authorization": f"Bearer {API_KEY}"}
+            assert http.get(url, headers=bearer).status_code == 200, url
+        denied = http.post("/infer", json={"scene": "sample.tif", "row": 0, "col": 0})
+        assert denied.status_code == 401
+        assert denied.json() == {"status_code": 401, "detail": "missing or invalid API key"}
+
+
+def test_the_server_disabled_gdal_vrt(live_server: LiveServer) -> None:
+    assert "GDAL VRT driver disabled" in live_server.log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "/nonexistent/registry"], "registry has no model yet"),
+        (["--model", "{registry}:not-an-id"], "is not a model id"),
+        ([], "no model: pass --model"),
+        (["--model", "{registry}", "--data-root", "/nonexistent"], "is not a directory"),
+    ],
+)
+def test_startup_fails_with_one_clear_line(
+    data: DataRoot, sample_registry: Path, args: list[str], message: str
+) -> None:
+    argv = [a.format(registry=sample_registry) for a in args]
+    if "--data-root" not in argv:
+        argv += ["--data-root", str(data.root)]
+    out = subprocess.run(
+        serve_command(*argv, "--port", "9"),
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode != 0
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("satdask: error: ") and message in lines[0]
+
+
+def test_a_tampered_model_stops_startup(
+    data: DataRoot, sample_registry: Path, tmp_path: Path
+) -> None:
+    import json
+    import shutil
+
+    registry = tmp_path / "registry"
+    shutil.copytree(sample_registry, registry, symlinks=True)
+    artifact = ModelRegistry(registry).load()
+    path = registry / f"{artifact.id}.json"
+    body = json.loads(path.read_text())
+    body["parameters"]["threshold"] = 0.0
+    path.write_text(json.dumps(body))
+    out = subprocess.run(
+        serve_command("--data-root", str(data.root), "--model", str(registry), "--port", "9"),
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1
+    assert out.stderr.count("\n") == 1 and "checksum mismatch" in out.stderr
+
+
+def test_settings_come_from_the_environment(
+    data: DataRoot, sample_registry: Path, tmp_path: Path
+) -> None:
+    """SATDASK_* variables configure `satdask serve` with no flag at all."""
+    port = free_port()
+    env = clean_env(
+        SATDASK_DATA_ROOT=str(data.root),
+        SATDASK_MODEL=str(sample_registry),
+        SATDASK_PORT=str(port),
+        SATDASK_TILE_SIZE="128",
+    )
+    log = tmp_path / "log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(serve_command(), env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_ready(url, proc, log)
+        info = httpx.get(f"{url}/scenes/info", params={"path": "sample.tif"}).json()
+        assert info["grid"]["tile_size"] == 128
+    finally:
+        stop_server(proc)
