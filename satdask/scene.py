@@ -20,7 +20,6 @@ from typing import Any
 import dask.array as da
 import numpy as np
 import rasterio
-import rasterio.env
 import xarray as xr
 from affine import Affine
 from rasterio.crs import CRS
@@ -31,14 +30,15 @@ from satdask.errors import SceneError, ValidationError
 from satdask.grid import TileGrid, check_tile_size
 
 # Small block cache: GDAL's default (5% of RAM per process) made peak memory grow
-# with scene size; chunks are read once, so a big cache buys nothing.
-GDAL_OPTIONS: dict[str, str | int | bool] = {
-    "GDAL_CACHEMAX": 64 * 1024 * 1024,  # bytes: rasterio passes an int through as bytes
+# with scene size; chunks are read once, so a big cache buys nothing. Values are in
+# environment form (GDAL_CACHEMAX below 100000 means MB).
+GDAL_OPTIONS: dict[str, str] = {
+    "GDAL_CACHEMAX": "64",
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
     "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF",
-    "GDAL_HTTP_MAX_RETRY": 3,
+    "GDAL_HTTP_MAX_RETRY": "3",
     "GDAL_HTTP_RETRY_DELAY": "0.5",
-    "VSI_CACHE": True,
+    "VSI_CACHE": "TRUE",
 }
 TARGET_CHUNK_BYTES = 24 * 1024 * 1024
 _HANDLES_PER_THREAD = 8
@@ -50,13 +50,16 @@ _local = threading.local()
 
 
 def configure_gdal() -> None:
-    """Apply GDAL_OPTIONS once per process (a worker process calls it on first read)."""
+    """Apply GDAL_OPTIONS once per process, before its first read; a user's own values win.
+
+    Set as environment variables because every thread sees those: rasterio's
+    set_gdal_config from a worker thread only reaches that thread.
+    """
     global _configured_pid
     if _configured_pid == os.getpid():
         return
     for key, value in GDAL_OPTIONS.items():
-        if key not in os.environ:
-            rasterio.env.set_gdal_config(key, value)
+        os.environ.setdefault(key, value)
     _configured_pid = os.getpid()
 
 

@@ -105,12 +105,10 @@ def service_gdal_env(environ: Mapping[str, str], *, cache_mb: int) -> dict[str, 
     - GDAL_PAM_ENABLED=NO: no .aux.xml side-car files read or written in the data root.
     - GDAL_CACHEMAX: the service reads tiles again and again, so a larger block cache
       than batch's; an operator's own value wins.
-    - satdask's GDAL_OPTIONS, unless already set: as environment variables every thread
-      sees them (`satdask.scene.configure_gdal` sets them through rasterio, which from a
-      worker thread only sets them for that thread).
+    - satdask's GDAL_OPTIONS, unless already set.
     """
     skip = environ.get("GDAL_SKIP", "").replace(",", " ").split()
-    out = {key: str(value) for key, value in GDAL_OPTIONS.items() if key not in environ}
+    out = {key: value for key, value in GDAL_OPTIONS.items() if key not in environ}
     if "GDAL_CACHEMAX" not in environ:
         out["GDAL_CACHEMAX"] = str(cache_mb)
     out["GDAL_SKIP"] = " ".join(skip if "VRT" in skip else [*skip, "VRT"])

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import dask
 import numpy as np
 import pytest
 
+import satdask.scene
 from satdask import SceneError, ValidationError, open_scene, read_tile, scene_grid, validate
 
 
@@ -150,3 +154,26 @@ def test_a_missing_url_is_a_scene_error(http_root) -> None:
     base, _ = http_root
     with pytest.raises(SceneError, match=r"missing\.tif: not a readable raster"):
         open_scene(f"{base}/missing.tif")
+
+
+def test_gdal_settings_reach_every_reading_thread(sample_tif: Path) -> None:
+    """Batch reads run on dask's worker threads; rasterio's config there is thread-local."""
+    script = f"""
+import os, threading
+import rasterio.env
+import satdask
+os.environ.pop("GDAL_CACHEMAX", None)
+satdask.open_scene({str(sample_tif)!r}).isel(x=slice(0, 256), y=slice(0, 256)).compute(
+    scheduler="threads"
+)
+seen = []
+worker = threading.Thread(target=lambda: seen.append(rasterio.env.get_gdal_config("GDAL_CACHEMAX")))
+worker.start(); worker.join()
+print(seen[0], os.environ["VSI_CACHE"])
+"""
+    env = {k: v for k, v in os.environ.items() if k not in satdask.scene.GDAL_OPTIONS}
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    cache_bytes, vsi_cache = out.stdout.split()
+    assert (int(cache_bytes), vsi_cache) == (64 * 2**20, "TRUE")
