@@ -22,12 +22,18 @@ STATUS_OK, STATUS_NODATA, STATUS_FAILED = 0, 1, 2
 STATUS_NAMES = ("ok", "nodata", "failed")
 FEATURE_NAMES = ("mean_intensity", "std_intensity", "valid_fraction")
 
-# Squares of these integer types fit the wider type exactly, so sums stay exact in int64.
-_EXACT_SQUARE = {
-    np.dtype("uint8"): np.uint16,
+# Integer types whose sums are exact: a row of T samples is summed in the narrow
+# accumulator (T x max fits for any T up to 65536), the row sums then in int64.
+_ROW_SUM = {
+    np.dtype("uint8"): np.uint32,
     np.dtype("uint16"): np.uint32,
     np.dtype("int16"): np.int32,
 }
+_MAX_ROW = 65536
+# float64 holds every integer below 2**53, so a tile's sum of squares accumulated in
+# float64 is exact while bands x T x T x max**2 stays below it (4 x 256 x 256 x
+# 65535**2 is under 2**50); past that, exact uint32 squares are summed in int64.
+_FLOAT64_EXACT = 2**53
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,7 @@ def block_features(
     bands, height, width = data.shape
     t = tile_size
     ky, kx = height // t, width // t
-    if data.dtype in _EXACT_SQUARE and not _is_nan(nodata):
+    if data.dtype in _ROW_SUM and not _is_nan(nodata):
         count, mean, var = _integer_moments(data, valid, nodata, t, ky, kx)
     else:
         count, mean, var = _float_moments(data, valid, nodata, t, ky, kx)
@@ -116,35 +122,54 @@ def _tiles(a: np.ndarray, t: int, ky: int, kx: int) -> np.ndarray:
 def _integer_moments(
     data: np.ndarray, real: np.ndarray | None, nodata: float | None, t: int, ky: int, kx: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Exact int64 sums of values and squares: associative, so chunking cannot matter.
+    """Exact integer sums of values and squares: associative, so chunking cannot matter.
 
     Nodata pixels are not masked out of a copy: their exact contribution
     (n x nodata, n x nodata^2) is subtracted from the sums afterwards. Padded
     pixels (`real` False) are zeros and so add nothing.
     """
     per_tile = data.shape[0] * t * t
+    x5 = _tiles(data, t, ky, kx)
     n_real = (
         np.full((ky, kx), per_tile, dtype=np.int64)
         if real is None
-        else _tiles(real, t, ky, kx).sum(axis=(0, 2, 4), dtype=np.int64)
+        else _exact_sum(_tiles(real.view(np.uint8), t, ky, kx))
     )
-    total = _tiles(data, t, ky, kx).sum(axis=(0, 2, 4), dtype=np.int64)
-    squares = np.multiply(data, data, dtype=_EXACT_SQUARE[data.dtype])
-    total_sq = _tiles(squares, t, ky, kx).sum(axis=(0, 2, 4), dtype=np.int64)
+    total = _exact_sum(x5)
+    total_sq = _exact_sum_of_squares(x5)
     count = n_real
     if _representable(nodata, data.dtype):
         value = int(nodata)  # type: ignore[arg-type]
         is_nodata = data == data.dtype.type(value)
         if real is not None:
             is_nodata &= real
-        n_nodata = _tiles(is_nodata, t, ky, kx).sum(axis=(0, 2, 4), dtype=np.int64)
-        count = n_real - n_nodata
-        total = total - value * n_nodata
-        total_sq = total_sq - value * value * n_nodata
+        if is_nodata.any():  # most blocks hold none: skip the count
+            n_nodata = _exact_sum(_tiles(is_nodata.view(np.uint8), t, ky, kx))
+            count = n_real - n_nodata
+            total = total - value * n_nodata
+            total_sq = total_sq - value * value * n_nodata
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / count
         var = np.maximum(total_sq / count - mean * mean, 0.0)
     return count, mean, var
+
+
+def _exact_sum(x5: np.ndarray) -> np.ndarray:
+    """Per-tile int64 sums of (band, ky, T, kx, T): rows in the narrow accumulator first."""
+    t = x5.shape[4]
+    narrow = _ROW_SUM.get(x5.dtype, np.int64) if t <= _MAX_ROW else np.int64
+    return x5.sum(axis=4, dtype=narrow).sum(axis=(0, 2), dtype=np.int64)
+
+
+def _exact_sum_of_squares(x5: np.ndarray) -> np.ndarray:
+    bands, _, t, _, _ = x5.shape
+    info = np.iinfo(x5.dtype)
+    if bands * t * t * max(-int(info.min), int(info.max)) ** 2 < _FLOAT64_EXACT:
+        # einsum casts in small buffers: no squared copy of the block is made
+        sq = np.einsum("bytxs,bytxs->yx", x5, x5, dtype=np.float64, casting="unsafe")
+        return sq.astype(np.int64)
+    squares = np.multiply(x5, x5, dtype=np.uint32 if info.min == 0 else np.int32)
+    return squares.sum(axis=(0, 2, 4), dtype=np.int64)
 
 
 def _float_moments(

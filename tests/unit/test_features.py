@@ -94,3 +94,18 @@ def test_results_are_bit_identical_however_the_block_is_cut(dtype: str) -> None:
                 sl = np.s_[r0 // 32 : (r0 + rows) // 32, c0 // 32 : (c0 + cols) // 32]
                 assert part.mean_intensity.tobytes() == whole.mean_intensity[sl].tobytes()
                 assert part.std_intensity.tobytes() == whole.std_intensity[sl].tobytes()
+
+
+@pytest.mark.parametrize(("dtype", "bands"), [("uint16", 4), ("uint16", 40), ("int16", 40)])
+def test_integer_sums_of_squares_are_exact_on_both_paths(dtype: str, bands: int) -> None:
+    """4 bands accumulate squares in float64 (exact below 2**53); 40 exceed that bound."""
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(11)
+    data = rng.integers(info.min, info.max, size=(bands, 256, 256), endpoint=True).astype(dtype)
+    data[:, :3, :5] = 9
+    f = block_features(data, tile_size=256, nodata=9)
+    x = data.astype(np.int64).ravel()
+    x = x[x != 9]
+    mean = x.sum() / x.size
+    assert f.mean_intensity[0, 0] == mean
+    assert f.std_intensity[0, 0] == np.sqrt((x * x).sum() / x.size - mean * mean)
