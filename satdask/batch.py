@@ -3,8 +3,10 @@
 Reading and computing share a task so that a block whose pixels cannot be decoded
 is narrowed down tile by tile inside that task: only the tiles whose bytes are
 bad fail, with their messages, and the run finishes. Each task returns its
-block's small per-tile arrays and latency; the driver assembles the tile grid
-(1/65536 of the pixels at 256 px tiles) and writes the run store once.
+block's small per-tile arrays and latency. The driver journals each result as it
+arrives (`satdask.journal`), so a killed run resumes where it stopped, then
+assembles the tile grid (1/65536 of the pixels at 256 px tiles) and writes the
+run store once.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import dask
 import numpy as np
 import xarray as xr
+from dask.callbacks import Callback
 from rasterio.errors import RasterioError
 
 from satdask import store
@@ -29,12 +32,14 @@ from satdask.cluster import THREADS, check_scheduler, compute_client, describe
 from satdask.features import STATUS_NODATA, block_features
 from satdask.grid import Block, EdgePolicy, TileGrid
 from satdask.inference import VARIABLES, predict_tiles
+from satdask.journal import Record, RunJournal
 from satdask.lineage import scene_sha256, versions
 from satdask.logs import run_logger
 from satdask.models.base import TileModel
 from satdask.monitoring import HealthPolicy, health_report, summarize
 from satdask.registry import ModelArtifact, canonical_model_sha256
-from satdask.scene import RasterSource, gdal_message, scene_nodata, scene_source
+from satdask.scene import RasterSource, gdal_message, read_retries, scene_nodata, scene_source
+from satdask.stac import stac_lineage
 from satdask.tiles import scene_grid
 from satdask.training import SceneLike, as_scene
 
@@ -56,6 +61,16 @@ class BlockResult:
     variables: dict[str, np.ndarray]
     errors: list[dict[str, Any]] = field(default_factory=list)
     latency_ms: float = 0.0
+    retries: int = 0
+
+    def record(self) -> Record:
+        meta = {"errors": self.errors, "latency_ms": self.latency_ms, "retries": self.retries}
+        return self.variables, meta
+
+    @classmethod
+    def from_record(cls, block: Block, record: Record) -> BlockResult:
+        variables, meta = record
+        return cls(block, variables, meta["errors"], meta["latency_ms"], meta["retries"])
 
 
 def run_block(
@@ -68,7 +83,7 @@ def run_block(
     edge: EdgePolicy,
 ) -> BlockResult:
     """Read one block and infer its tiles; undecodable tiles fail alone."""
-    start = perf_counter()
+    start, retries_before = perf_counter(), read_retries()
     try:
         data = source.read(block.window)
         failed, errors = None, []
@@ -78,7 +93,8 @@ def run_block(
     if failed is not None:
         features = features.mark_failed(failed)
     variables = predict_tiles(features, model)
-    return BlockResult(block, variables, errors, (perf_counter() - start) * 1000.0)
+    latency_ms = (perf_counter() - start) * 1000.0
+    return BlockResult(block, variables, errors, latency_ms, read_retries() - retries_before)
 
 
 def _read_tile_by_tile(
@@ -94,8 +110,8 @@ def _read_tile_by_tile(
             y0, x0 = r * tile_size, c * tile_size
             h, w = min(tile_size, win.height - y0), min(tile_size, win.width - x0)
             tile_window = type(win)(win.col_off + x0, win.row_off + y0, w, h)
-            try:
-                pixels = source.read(tile_window)
+            try:  # the block was retried already: these bytes are bad, not in flight
+                pixels = source.read(tile_window, retries=0)
             except RasterioError as exc:
                 failed[r, c] = True
                 tile = [block.row0 + r, block.col0 + c]
@@ -167,13 +183,16 @@ def run_batch(
     edge: EdgePolicy = "skip",
     bands: Sequence[int] | None = None,
     overwrite: bool = False,
+    resume: bool = False,
     progress: bool = False,
     policy: HealthPolicy | None = None,
 ) -> RunResult:
     """Infer every tile of `scene` and write a traceable run store at `out`.
 
     `scene` is a path/URL (opened with `tile_size`, `tiles_per_chunk`, `bands`) or
-    a DataArray from `open_scene`, whose chunks then define the blocks.
+    a DataArray from `open_scene`, whose chunks then define the blocks. With
+    `resume`, the blocks a killed run with the same scene, model and config made
+    durable are reused and only the others are computed.
     """
     started = perf_counter()
     out = Path(out)
@@ -187,87 +206,128 @@ def run_batch(
     nodata = scene_nodata(opened)
     chunks = (opened.chunks[1], opened.chunks[2])
     blocks = list(grid.blocks(chunks))
-    run_id = str(uuid.uuid4())
     model_info = (
         artifact.describe()
         if artifact
         else {"id": None, "sha256": canonical_model_sha256(tile_model), "uri": None}
     )
-    log = run_logger(
-        "satdask.batch", run_id=run_id, model_id=str(model_info["id"]), scene=source.uri
-    )
-    log.info("run started: %d tiles in %d blocks", grid.size, len(blocks))
     timings: dict[str, float] = {"prepare_s": perf_counter() - started}
 
     t0 = perf_counter()
     sha = scene_sha256(source.uri)
+    stac_info = stac_lineage(opened)  # a STAC item's id and assets with their sha256s
     timings["hash_s"] = perf_counter() - t0
 
-    t0 = perf_counter()
-    with compute_client(client or scheduler, log=log) as active:
-        results = _compute(
-            blocks,
-            source=source,
-            model=tile_model,
-            tile_size=grid.tile_size,
-            nodata=nodata,
-            edge=edge,
-            client=active,
-            progress=progress,
-        )
-    timings["compute_s"] = perf_counter() - t0
-    variables = _assemble(results, grid)
-    errors = [e for r in results for e in r.errors]
-    for e in errors:
-        log.warning("tile %s failed: %s", e["tile"], e["message"])
-
-    monitoring = summarize(
-        status=variables["status"],
-        prediction=variables["prediction"],
-        mean_intensity=variables["mean_intensity"],
-        block_latency_ms=[r.latency_ms for r in results],
-        block_tiles=[r.block.tiles for r in results],
-        run_seconds=timings["compute_s"],
-        training=getattr(tile_model, "training", None) or None,
-    )
-    health = health_report(monitoring, policy=policy or HealthPolicy())
-    c = monitoring["counts"]
-    attrs: dict[str, Any] = {
-        "run_id": run_id,
-        "created_at": datetime.now(UTC).isoformat(),
-        "model": model_info,
-        "scene": {
-            "uri": source.uri,
-            "sha256": sha,
-            "crs": opened.rio.crs.to_string(),
-            "shape": [len(source.bands), grid.height, grid.width],
-            "dtype": str(opened.dtype),
-            "nodata": nodata,
-            "acquisition_time": opened.attrs.get("acquisition_time") or None,
-        },
-        "config": {
-            "tile_size": grid.tile_size,
-            "edge": edge,
-            "bands": list(source.bands),
-            "chunk_px": [max(chunks[0]), max(chunks[1])],
-            "blocks": len(blocks),
-            "scheduler": describe(client or scheduler),
-        },
-        "versions": versions(),
-        "counts": {
-            "tiles_total": grid.size,
-            "tiles_inferred": c["ok"],
-            "tiles_skipped": c["nodata"],
-            "tiles_failed": c["failed"],
-        },
-        "monitoring": monitoring,
-        "health": health,
-        "errors": errors,
+    fingerprint = {
+        "scene": source.uri,
+        "scene_sha256": sha,
+        "model_sha256": model_info["sha256"],
+        "tile_size": grid.tile_size,
+        "edge": edge,
+        "bands": list(source.bands),
+        "chunks": [list(chunks[0]), list(chunks[1])],
+        **stac_info,
     }
-    attrs["timings"] = {**timings, "total_s": perf_counter() - started}
-    store.write_run(
-        variables, grid=grid, crs=opened.rio.crs, attrs=attrs, out=out, overwrite=overwrite
+    journal = RunJournal.open(out, fingerprint=fingerprint, resume=resume, overwrite=overwrite)
+    run_id = journal.run_id
+    log = run_logger(
+        "satdask.batch", run_id=run_id, model_id=str(model_info["id"]), scene=source.uri
     )
+    complete = False
+    try:
+        done = {i: BlockResult.from_record(blocks[i], r) for i, r in journal.done().items()}
+        todo = [i for i in range(len(blocks)) if i not in done]
+        reused = len(done)
+        log.info("run started: %d tiles in %d blocks", grid.size, len(blocks))
+        if resume:
+            log.info("resuming: %d blocks reused, %d to compute", reused, len(todo))
+
+        def finished(index: int, result: BlockResult) -> None:
+            done[index] = result
+            journal.record(index, *result.record())
+            if progress:
+                _draw_progress(len(done), len(blocks))
+
+        t0 = perf_counter()
+        with compute_client(client or scheduler, log=log) as active:
+            _compute(
+                [blocks[i] for i in todo],
+                todo,
+                finished=finished,
+                source=source,
+                model=tile_model,
+                tile_size=grid.tile_size,
+                nodata=nodata,
+                edge=edge,
+                client=active,
+            )
+        journal.flush()
+        timings["compute_s"] = perf_counter() - t0
+        results = [done[i] for i in range(len(blocks))]
+        variables = _assemble(results, grid)
+        errors = [e for r in results for e in r.errors]
+        for e in errors:
+            log.warning("tile %s failed: %s", e["tile"], e["message"])
+
+        monitoring = summarize(
+            status=variables["status"],
+            prediction=variables["prediction"],
+            mean_intensity=variables["mean_intensity"],
+            block_latency_ms=[r.latency_ms for r in results],
+            block_tiles=[r.block.tiles for r in results],
+            run_seconds=timings["compute_s"],
+            read_retries=sum(r.retries for r in results),
+            training=getattr(tile_model, "training", None) or None,
+        )
+        health = health_report(monitoring, policy=policy or HealthPolicy())
+        c = monitoring["counts"]
+        attrs: dict[str, Any] = {
+            "run_id": run_id,
+            "created_at": datetime.now(UTC).isoformat(),
+            "model": model_info,
+            "scene": {
+                "uri": source.uri,
+                "sha256": sha,
+                "crs": opened.rio.crs.to_string(),
+                "shape": [len(source.bands), grid.height, grid.width],
+                "dtype": str(opened.dtype),
+                "nodata": nodata,
+                "acquisition_time": opened.attrs.get("acquisition_time") or None,
+                **stac_info,
+            },
+            "config": {
+                "tile_size": grid.tile_size,
+                "edge": edge,
+                "bands": list(source.bands),
+                "chunk_px": [max(chunks[0]), max(chunks[1])],
+                "blocks": len(blocks),
+                "scheduler": describe(client or scheduler),
+            },
+            "versions": versions(),
+            "counts": {
+                "tiles_total": grid.size,
+                "tiles_inferred": c["ok"],
+                "tiles_skipped": c["nodata"],
+                "tiles_failed": c["failed"],
+            },
+            "monitoring": monitoring,
+            "health": health,
+            "errors": errors,
+            "resume": {"blocks_reused": reused, "blocks_computed": len(todo)},
+        }
+        attrs["timings"] = {**timings, "total_s": perf_counter() - started}
+        store.write_run(
+            variables,
+            grid=grid,
+            crs=opened.rio.crs,
+            attrs=attrs,
+            out=out,
+            staging=journal.staging,
+            overwrite=overwrite,
+        )
+        complete = True
+    finally:
+        journal.close(complete=complete)
     log.info(
         "run complete: %d inferred, %d skipped, %d failed in %.2f s",
         c["ok"],
@@ -280,30 +340,41 @@ def run_batch(
 
 def _compute(
     blocks: Sequence[Block],
+    indexes: Sequence[int],
     *,
+    finished: Callable[[int, BlockResult], None],
     source: RasterSource,
     model: TileModel,
     client: Client | None,
-    progress: bool,
     **options: Any,
-) -> list[BlockResult]:
-    """One task per block; the model is shipped to the cluster once, not per task."""
-    if client is None:
-        tasks = [dask.delayed(run_block)(source, b, model=model, **options) for b in blocks]
-        if progress:
-            from dask.diagnostics import ProgressBar
+) -> None:
+    """One task per block, each result handed to `finished` as it arrives.
 
-            with ProgressBar(out=sys.stderr):
-                return list(dask.compute(*tasks, scheduler=THREADS))
-        return list(dask.compute(*tasks, scheduler=THREADS))
+    The model is shipped to the cluster once, not inside every task.
+    """
+    if not blocks:
+        return
+    if client is None:
+        keys = {f"satdask-block-{uuid.uuid4().hex}-{i}": i for i in indexes}
+        tasks = [
+            dask.delayed(run_block)(source, b, model=model, dask_key_name=key, **options)
+            for key, b in zip(keys, blocks, strict=True)
+        ]
+
+        def posttask(key: str, result: Any, *_: Any) -> None:  # runs on the calling thread
+            if key in keys:
+                finished(keys[key], result)
+
+        with Callback(posttask=posttask):
+            dask.compute(*tasks, scheduler=THREADS)
+        return
     from distributed import as_completed
 
     shared = client.scatter(model, broadcast=True, hash=False)
     futures = client.map(run_block, [source] * len(blocks), blocks, model=shared, **options)
-    if progress:
-        for done, _ in enumerate(as_completed(futures), start=1):
-            _draw_progress(done, len(futures))
-    return client.gather(futures)
+    index = {f.key: i for f, i in zip(futures, indexes, strict=True)}
+    for future, result in as_completed(futures, with_results=True):
+        finished(index[future.key], result)
 
 
 def _draw_progress(done: int, total: int, *, width: int = 40) -> None:

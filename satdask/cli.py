@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True)
     _scene_options(s)
     s.add_argument("--overwrite", action="store_true")
+    s.add_argument(
+        "--resume", action="store_true", help="reuse the blocks a killed run made durable"
+    )
     s.set_defaults(func=cmd_infer)
 
     runs = _command(sub, "runs", help="inspect run stores").add_subparsers(
@@ -179,6 +182,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from satdask.training import train
 
     registry = ModelRegistry(args.registry)  # refuses a file before any work
+    registry.check_writable()
     model = train(
         args.scenes,
         scheduler=args.scheduler,
@@ -204,6 +208,7 @@ def cmd_infer(args: argparse.Namespace) -> None:
         args.out,
         scheduler=args.scheduler,
         overwrite=args.overwrite,
+        resume=args.resume,
         progress=sys.stderr.isatty(),
         **_scene_kwargs(args),
     )
@@ -225,6 +230,8 @@ def _summary(result: Any) -> str:
         f"{p['dark']} dark ({_pct(p['dark_pct'])})",
         f"  time   {a['timings']['total_s']:.2f} s total, {a['timings']['compute_s']:.2f} s "
         f"compute, p95 block {m['latency']['block_ms']['p95']:.1f} ms",
+        f"  blocks {a['resume']['blocks_computed']} computed, "
+        f"{a['resume']['blocks_reused']} reused from a killed run",
         f"  health {h['status']}, drift={'yes' if h['drift_detected'] else 'no'}, "
         f"psi={_num(h['psi'])}",
     ]

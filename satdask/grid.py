@@ -21,10 +21,10 @@ EDGE_POLICIES: tuple[str, ...] = ("skip", "pad")
 Chunks = tuple[tuple[int, ...], tuple[int, ...]]
 
 
-def check_tile_size(tile_size: object) -> int:
-    """A tile size must be a positive integer; bool is refused though it is an int."""
+def check_tile_size(tile_size: object, *, name: str = "tile_size") -> int:
+    """A tile size (or a count of tiles, `name`) must be a positive integer; bool is refused."""
     if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size <= 0:
-        raise GridError(f"tile_size must be a positive integer, got {tile_size!r}")
+        raise GridError(f"{name} must be a positive integer, got {tile_size!r}")
     return tile_size
 
 
@@ -127,7 +127,7 @@ class TileGrid:
         The last chunk also takes the partial remainder, so no chunk is smaller than
         a tile; under ``pad`` that remainder becomes one more tile of the last chunk.
         """
-        ky, kx = (check_tile_size(k) for k in tiles_per_chunk)
+        ky, kx = (check_tile_size(k, name="tiles_per_chunk") for k in tiles_per_chunk)
         return (
             _pixel_chunks(self.height, self.tile_size, ky),
             _pixel_chunks(self.width, self.tile_size, kx),

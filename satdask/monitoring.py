@@ -190,6 +190,7 @@ def summarize(
     block_tiles: Sequence[int],
     run_seconds: float,
     training: Mapping[str, Any] | None,
+    read_retries: int = 0,
 ) -> dict[str, Any]:
     """Monitoring figures of one run, from its per-tile arrays (any shape) and block timings.
 
@@ -256,6 +257,7 @@ def summarize(
             "failed": n_failed,
             "success_rate": _ratio(n_ok, attempted),
             "failure_rate": failure_rate,
+            "read_retries": read_retries,
         },
         "predictions": {
             "bright": bright,

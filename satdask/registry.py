@@ -24,6 +24,13 @@ from satdask.models.base import TileModel, model_from_dict
 SCHEMA_VERSION = 1
 LATEST = "latest"
 _REQUIRED = ("schema_version", "id", "kind", "created_at", "parameters", "lineage", "sha256")
+_TYPES: dict[str, type] = {
+    "id": str,
+    "kind": str,
+    "created_at": str,
+    "parameters": dict,
+    "lineage": dict,
+}
 
 
 @dataclass(frozen=True)
@@ -52,8 +59,21 @@ class ModelRegistry:
         if self.directory.exists() and not self.directory.is_dir():
             raise RegistryError(f"{self.directory}: registry path exists and is not a directory")
 
+    def check_writable(self) -> None:
+        """Fail before training, not after, when a new artifact could not be saved here."""
+        existing = self.directory
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise RegistryError(
+                f"{existing}: exists and is not a directory; cannot create registry"
+            )
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise RegistryError(f"{existing}: registry directory is not writable")
+
     def save(self, model: TileModel) -> ModelArtifact:
         """Write a new version; an identical model still gets its own id."""
+        self.check_writable()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -122,6 +142,14 @@ class ModelRegistry:
         content = {k: v for k, v in body.items() if k != "sha256"}
         if canonical_sha256(content) != body["sha256"]:
             raise RegistryError(f"{path}: checksum mismatch; the artifact was modified")
+        for key, kind in _TYPES.items():
+            if not isinstance(body[key], kind):
+                raise RegistryError(
+                    f"{path}: malformed model artifact ({key} must be a {kind.__name__}, "
+                    f"got {type(body[key]).__name__})"
+                )
+        if body["id"] != path.stem:  # a copy under another name would answer to both ids
+            raise RegistryError(f"{path}: artifact id {body['id']!r} does not match its file name")
         try:
             model = model_from_dict(body["kind"], body["parameters"], lineage=body["lineage"])
         except ModelError as exc:

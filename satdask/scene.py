@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ _HANDLES_PER_THREAD = 8
 _REMOTE_PREFIXES = ("http://", "https://", "s3://", "/vsi")
 _DATETIME_TAGS = ("ACQUISITIONDATETIME", "TIFFTAG_DATETIME")
 
+REMOTE_RETRIES = 3
+_RETRY_BACKOFF_S = 0.1  # then 0.2, 0.4: under a second in all
+
 _configured_pid: int | None = None
 _local = threading.local()
 
@@ -61,6 +65,11 @@ def configure_gdal() -> None:
     for key, value in GDAL_OPTIONS.items():
         os.environ.setdefault(key, value)
     _configured_pid = os.getpid()
+
+
+def read_retries() -> int:
+    """Remote reads retried so far on this thread (a task diffs it around its reads)."""
+    return getattr(_local, "retries", 0)
 
 
 def is_remote(uri: str) -> bool:
@@ -184,9 +193,30 @@ class RasterSource:
             stamp = (st.st_size, st.st_mtime_ns)
         return cls(uri, tuple(int(b) for b in bands), stamp)
 
-    def read(self, window: Window) -> np.ndarray:
-        """(band, y, x) pixels of `window`; raises RasterioError on undecodable data."""
-        return self._dataset().read(indexes=list(self.bands), window=window)
+    def read(self, window: Window, *, retries: int = REMOTE_RETRIES) -> np.ndarray:
+        """(band, y, x) pixels of `window`; raises RasterioError on undecodable data.
+
+        A remote read that fails is retried up to `retries` times on a fresh handle,
+        with doubling backoff, and counted in `read_retries()`: connections drop,
+        while bytes on a local disk do not heal, so local reads are tried once.
+        """
+        attempts = 1 + (retries if is_remote(self.uri) else 0)
+        for attempt in range(attempts):
+            try:
+                return self._dataset().read(indexes=list(self.bands), window=window)
+            except RasterioError:
+                if attempt + 1 == attempts:
+                    raise
+                self._forget()
+                _local.retries = read_retries() + 1
+                time.sleep(_RETRY_BACKOFF_S * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def _forget(self) -> None:
+        handles = getattr(_local, "handles", {})
+        handle = handles.pop((self.uri, self.stamp), None)
+        if handle is not None:
+            handle.close()
 
     def _dataset(self) -> rasterio.io.DatasetReader:
         handles: OrderedDict[tuple[str, tuple[int, int]], Any] | None = getattr(

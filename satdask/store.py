@@ -1,8 +1,8 @@
 """The run store: one Zarr v3 group per run, written so a crash never looks finished.
 
-The store is written under a hidden staging name beside its destination, moved
-into place with one rename, and only then marked `complete: true`. Readers
-refuse a store without that mark.
+The store is staged in the run's journal beside its destination (see
+`satdask.journal`), moved into place with one rename, and only then marked
+`complete: true`. Readers refuse a store without that mark.
 """
 
 from __future__ import annotations
@@ -48,16 +48,16 @@ def write_run(
     crs: CRS,
     attrs: Mapping[str, Any],
     out: Path,
+    staging: Path,
     overwrite: bool = False,
 ) -> None:
-    """Stage, move into place, then mark complete; an old store is kept until then."""
+    """Write at `staging`, move into place, then mark complete; an old store is kept until then."""
     check_destination(out, overwrite=overwrite)
     ds = tile_dataset(variables, grid=grid, crs=crs)
     ds.attrs[ATTRS_KEY] = {**attrs, "complete": False}
     chunks = (min(grid.rows, CHUNK_TILES), min(grid.cols, CHUNK_TILES))
     for name in variables:  # update, not replace: rioxarray keeps grid_mapping there
         ds[name].encoding["chunks"] = chunks
-    staging = out.with_name(f".{out.name}.{uuid.uuid4().hex}.partial")
     try:
         with warnings.catch_warnings():
             # Consolidated metadata is a zarr-python extension in v3; it lets a plain

@@ -68,8 +68,10 @@ def test_counts_and_predictions_on_a_hand_made_grid():
         block_tiles=[4, 4],
         run_seconds=2.0,
         training=None,
+        read_retries=3,
     )
     assert m["counts"] == {
+        "read_retries": 3,
         "tiles_total": 8,
         "ok": 5,
         "nodata": 2,
