@@ -250,7 +250,14 @@ class _LazyRaster:
         bands, rows, cols = key
         window = Window.from_slices(rows, cols, height=self.shape[1], width=self.shape[2])
         sub = RasterSource(self.source.uri, self.source.bands[bands], self.source.stamp)
-        return sub.read(window)
+        try:
+            return sub.read(window)
+        except RasterioError as exc:  # e.g. a truncated file: it opens fine, fails on read
+            r, c = window.toslices()
+            raise SceneError(
+                f"{self.source.uri}: pixels at rows {r.start}:{r.stop}, cols {c.start}:{c.stop} "
+                f"cannot be read ({gdal_message(exc)})"
+            ) from None
 
     def __dask_tokenize__(self) -> tuple[Any, ...]:
         return ("LazyRaster", self.source.__dask_tokenize__(), self.shape, str(self.dtype))
@@ -327,7 +334,7 @@ def open_scene(
     if tiles_per_chunk is None:
         per_chunk = default_tiles_per_chunk(info, tile_size=tile_size, bands=len(chosen))
     else:
-        per_chunk = (check_tile_size(tiles_per_chunk),) * 2
+        per_chunk = (check_tile_size(tiles_per_chunk, name="tiles_per_chunk"),) * 2
     grid = TileGrid(info.height, info.width, info.transform, tile_size)
     ychunks, xchunks = grid.pixel_chunks(per_chunk)
     rsource = RasterSource.of(info.uri, chosen)
