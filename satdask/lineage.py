@@ -58,10 +58,16 @@ def versions() -> dict[str, str]:
 
 
 def scene_sha256(uri: str) -> str | None:
-    """sha256 of a local scene; None for a remote one, which would mean a full download."""
-    from satdask.scene import is_remote
+    """sha256 of a local scene; None for a remote one, which would mean a full download.
 
-    return None if is_remote(uri) else cached_file_sha256(uri)
+    For a STAC item this is the item JSON's; `satdask.stac.stac_lineage` lists its assets'.
+    """
+    from satdask.scene import is_remote
+    from satdask.stac import NO_SELF_HREF
+
+    if is_remote(uri) or uri.startswith(NO_SELF_HREF):  # the latter: an unsaved item
+        return None
+    return cached_file_sha256(uri)
 
 
 def cache_dir(environ: Mapping[str, str] = os.environ) -> Path:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import dask.array as da
 import numpy as np
@@ -30,6 +30,9 @@ from rasterio.windows import Window
 from satdask.errors import SceneError, ValidationError
 from satdask.grid import TileGrid, check_tile_size
 
+if TYPE_CHECKING:
+    import pystac
+
 # Small block cache: GDAL's default (5% of RAM per process) made peak memory grow
 # with scene size; chunks are read once, so a big cache buys nothing. Values are in
 # environment form (GDAL_CACHEMAX below 100000 means MB).
@@ -42,7 +45,7 @@ GDAL_OPTIONS: dict[str, str] = {
     "VSI_CACHE": "TRUE",
 }
 TARGET_CHUNK_BYTES = 24 * 1024 * 1024
-_HANDLES_PER_THREAD = 8
+_HANDLES_PER_THREAD = 16  # a STAC stack keeps one per asset (Sentinel-2 has 13 bands)
 _REMOTE_PREFIXES = ("http://", "https://", "s3://", "/vsi")
 _DATETIME_TAGS = ("ACQUISITIONDATETIME", "TIFFTAG_DATETIME")
 
@@ -218,6 +221,9 @@ class RasterSource:
         if handle is not None:
             handle.close()
 
+    def subset(self, index: slice) -> RasterSource:
+        return RasterSource(self.uri, self.bands[index], self.stamp)
+
     def _dataset(self) -> rasterio.io.DatasetReader:
         handles: OrderedDict[tuple[str, tuple[int, int]], Any] | None = getattr(
             _local, "handles", None
@@ -237,10 +243,23 @@ class RasterSource:
         return ("RasterSource", self.uri, self.bands, self.stamp)
 
 
+class PixelSource(Protocol):
+    """What tasks read pixels through: a RasterSource, or a STAC item's StackSource."""
+
+    uri: str
+    bands: tuple[int, ...]
+
+    def read(self, window: Window) -> np.ndarray: ...
+
+    def subset(self, index: slice) -> PixelSource: ...
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]: ...
+
+
 class _LazyRaster:
     """Array-like that dask.array.from_array slices; each slice is one windowed read."""
 
-    def __init__(self, source: RasterSource, shape: tuple[int, int, int], dtype: str) -> None:
+    def __init__(self, source: PixelSource, shape: tuple[int, int, int], dtype: str) -> None:
         self.source = source
         self.shape = shape
         self.dtype = np.dtype(dtype)
@@ -249,7 +268,7 @@ class _LazyRaster:
     def __getitem__(self, key: tuple[slice, slice, slice]) -> np.ndarray:
         bands, rows, cols = key
         window = Window.from_slices(rows, cols, height=self.shape[1], width=self.shape[2])
-        sub = RasterSource(self.source.uri, self.source.bands[bands], self.source.stamp)
+        sub = self.source.subset(bands)
         try:
             return sub.read(window)
         except RasterioError as exc:  # e.g. a truncated file: it opens fine, fails on read
@@ -313,32 +332,65 @@ def _align(k: int, tile_size: int, block: int) -> int:
 
 
 def open_scene(
-    source: str | os.PathLike[str],
+    source: str | os.PathLike[str] | pystac.Item,
     *,
     tile_size: int = 256,
     tiles_per_chunk: int | None = None,
-    bands: Sequence[int] | None = None,
+    bands: Sequence[int | str] | None = None,
+    assets: Sequence[str] | None = None,
     acquisition_time: str | None = None,
 ) -> xr.DataArray:
     """Open a GeoTIFF/COG as a lazy (band, y, x) DataArray whose chunks are whole tiles.
 
     Nothing but metadata is read here; georeferencing lives in coords and attrs
-    (rioxarray's `spatial_ref` convention) so it survives arithmetic.
+    (rioxarray's `spatial_ref` convention) so it survives arithmetic. A STAC item
+    (a `pystac.Item`, or a path/URL to its JSON) stacks its single-band assets:
+    `assets=[keys]` picks them, `bands` picks by number or common name (`satdask.stac`).
     """
+    from satdask import stac
     from satdask.validate import check_scene
 
+    if stac.is_item(source):
+        return stac.open_item(
+            source,
+            tile_size=tile_size,
+            tiles_per_chunk=tiles_per_chunk,
+            assets=assets,
+            bands=bands,
+            acquisition_time=acquisition_time,
+        )
+    if assets is not None:
+        raise SceneError(f"{os.fspath(source)}: assets= selects assets of a STAC item only")
     tile_size = check_tile_size(tile_size)
     info = probe(source)
     check_scene(info)
     chosen = select_bands(info, bands)
+    return lazy_scene(
+        RasterSource.of(info.uri, chosen),
+        info,
+        tile_size=tile_size,
+        tiles_per_chunk=tiles_per_chunk,
+        acquisition_time=acquisition_time,
+    )
+
+
+def lazy_scene(
+    source: PixelSource,
+    info: SceneInfo,
+    *,
+    tile_size: int,
+    tiles_per_chunk: int | None,
+    acquisition_time: str | None,
+) -> xr.DataArray:
+    """The tile-chunked DataArray over `source`, whose `bands` become the band coordinate."""
+    chosen = source.bands
     if tiles_per_chunk is None:
         per_chunk = default_tiles_per_chunk(info, tile_size=tile_size, bands=len(chosen))
     else:
         per_chunk = (check_tile_size(tiles_per_chunk, name="tiles_per_chunk"),) * 2
     grid = TileGrid(info.height, info.width, info.transform, tile_size)
     ychunks, xchunks = grid.pixel_chunks(per_chunk)
-    rsource = RasterSource.of(info.uri, chosen)
-    lazy = _LazyRaster(rsource, (len(chosen), info.height, info.width), info.dtype)
+    lazy = _LazyRaster(source, (len(chosen), info.height, info.width), info.dtype)
     data = da.from_array(
         lazy,
         chunks=((len(chosen),), ychunks, xchunks),
@@ -379,13 +431,17 @@ def _as_dataarray(
     return arr.rio.write_nodata(info.nodata, encoded=False)
 
 
-def scene_source(scene: xr.DataArray) -> RasterSource:
-    """The file behind a scene from `open_scene`, with the bands it still holds."""
+def scene_source(scene: xr.DataArray) -> PixelSource:
+    """The file (or STAC assets) behind a scene from `open_scene`, with the bands it holds."""
+    from satdask.stac import is_stack, stack_source
+
     uri = scene.attrs.get("source")
     if not uri or "band" not in scene.dims:
         raise SceneError(
             "expected a scene from satdask.open_scene (a DataArray with a 'source' attribute)"
         )
+    if is_stack(scene):
+        return stack_source(scene)
     return RasterSource.of(uri, [int(b) for b in np.atleast_1d(scene["band"].values)])
 
 

@@ -19,6 +19,7 @@ from satdask.grid import EdgePolicy
 from satdask.lineage import versions
 from satdask.models.threshold import ThresholdModel
 from satdask.scene import open_scene
+from satdask.stac import stac_lineage
 from satdask.tiles import tile_features
 from satdask.validate import validate_many
 
@@ -67,8 +68,9 @@ def train(
                 "crs": r.crs,
                 "acquisition_time": r.acquisition_time,
                 "tiles": int(np.isfinite(m).sum()),
+                **stac_lineage(s),
             }
-            for r, m in zip(reports, means, strict=True)
+            for r, m, s in zip(reports, means, opened, strict=True)
         ],
         "tile_count": int(sum(np.isfinite(m).sum() for m in means)),
         "config": {

@@ -122,10 +122,18 @@ def validate(
     scene: xr.DataArray | str | os.PathLike[str], *, acquisition_time: str | None = None
 ) -> ValidationReport:
     """Validate one scene, given as a path/URL or a DataArray from `open_scene`."""
-    uri = scene.attrs.get("source", "") if isinstance(scene, xr.DataArray) else scene
-    info = probe(uri)
+    from satdask.stac import probe_stack
+
+    stack = probe_stack(scene)  # a STAC item: its assets, probed and on one grid
+    if stack is None:
+        uri = scene.attrs.get("source", "") if isinstance(scene, xr.DataArray) else scene
+        info = probe(uri)
+        files = (info,)
+    else:
+        info, files = stack.info, stack.files
     warnings = check_scene(info)
-    check_complete(info)
+    for file in files:
+        check_complete(file)
     when = info.acquisition_time
     if acquisition_time:
         when = parse_datetime(acquisition_time)
