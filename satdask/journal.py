@@ -32,7 +32,9 @@ import numpy as np
 
 from satdask.errors import RunError
 
-FLUSH_SECONDS = 1.0  # at most this much finished work is lost when a run is killed
+# A killed run loses at most this much finished work; a flush costs two fsyncs.
+FLUSH_SECONDS = 1.0
+FLUSH_BLOCKS = 16
 
 Record = tuple[dict[str, np.ndarray], dict[str, Any]]  # a block's arrays and its metadata
 
@@ -123,9 +125,9 @@ class RunJournal:
         return records
 
     def record(self, index: int, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
-        """Queue a finished block; flushed to disk at most FLUSH_SECONDS later."""
+        """Queue a finished block; durable within FLUSH_SECONDS or FLUSH_BLOCKS blocks."""
         self._pending[index] = (dict(arrays), dict(meta))
-        if monotonic() - self._flushed_at >= FLUSH_SECONDS:
+        if len(self._pending) >= FLUSH_BLOCKS or monotonic() - self._flushed_at >= FLUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:

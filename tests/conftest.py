@@ -52,6 +52,15 @@ def write_geotiff(
     return path
 
 
+def corrupt_block(path: Path, *, x: int, y: int) -> None:
+    """Overwrite the start of one compressed block so DEFLATE cannot decode it."""
+    with rasterio.open(path) as src:
+        offset = int(src.get_tag_item(f"BLOCK_OFFSET_{x}_{y}", "TIFF", bidx=1))
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(b"\xff" * 16)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Keep the hash cache of test runs (and their subprocesses) out of the user's home."""

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 import xarray as xr
+from conftest import corrupt_block
 
 from satdask import ModelRegistry, RunError, ThresholdModel, open_run, open_scene, run_batch
 from satdask.batch import RunResult
@@ -131,15 +131,6 @@ def test_predictions_are_identical_across_chunking_schedulers_and_runs(
     for name, run in runs.items():
         assert_same_arrays(runs["default"].path, run.path)
         assert run.run_id != runs["default"].run_id or name == "default"
-
-
-def corrupt_block(path: Path, *, x: int, y: int) -> None:
-    """Overwrite the start of one compressed block so DEFLATE cannot decode it."""
-    with rasterio.open(path) as src:
-        offset = int(src.get_tag_item(f"BLOCK_OFFSET_{x}_{y}", "TIFF", bidx=1))
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        f.write(b"\xff" * 16)
 
 
 @pytest.mark.parametrize("tiles_per_chunk", [1, 3])

@@ -7,144 +7,30 @@ both ways, through the CLI and through `run_batch(client=...)`, and compare.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
 import zarr
+from procs import BIN, START_TIMEOUT, Cluster, dask_cluster
 
 from satdask import ModelRegistry, open_run, run_batch
 
 pytestmark = pytest.mark.cluster
 
-BIN = Path(sys.executable).parent
-DASK, SATDASK = BIN / "dask", BIN / "satdask"
-START_TIMEOUT = 30.0  # seconds for the scheduler file and the workers to appear
+SATDASK = BIN / "satdask"
 RUN_TIMEOUT = 180  # seconds per satdask command; never reached normally
 VARIABLES = ("prediction", "mean_intensity", "std_intensity", "valid_fraction", "status")
-
-
-@dataclass(frozen=True)
-class Cluster:
-    address: str
-    logs: Path
-
-
-def _start(args: list[str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
-    """A process with its output in a file (a PIPE nobody reads would block it)."""
-    with open(log, "wb") as out:
-        return subprocess.Popen(
-            args,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=cwd,
-            start_new_session=True,  # its own process group: a nanny's worker is ours too
-        )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Terminate gracefully, then kill the process group if it does not go."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)  # leftovers of its group (the nanny's worker)
-
-
-def _log_tail(logs: Path) -> str:
-    return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(logs.glob("*.log")))
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """`dask scheduler` plus two single-threaded `dask worker` processes on loopback."""
-    from distributed import Client
-
-    root = tmp_path_factory.mktemp("cluster")
-    logs = root / "logs"
-    logs.mkdir()
-    scheduler_file = root / "scheduler.json"
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        procs.append(
-            _start(
-                [
-                    str(DASK),
-                    "scheduler",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    "0",
-                    "--no-dashboard",
-                    "--scheduler-file",
-                    str(scheduler_file),
-                ],
-                logs / "scheduler.log",
-                root,
-            )
-        )
-        deadline = time.monotonic() + START_TIMEOUT
-        address = None
-        while address is None:
-            if procs[0].poll() is not None:
-                pytest.fail(f"dask scheduler exited early\n{_log_tail(logs)}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"no scheduler file after {START_TIMEOUT} s\n{_log_tail(logs)}")
-            with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
-                address = json.loads(scheduler_file.read_text())["address"]
-            if address is None:
-                time.sleep(0.1)
-        assert address.startswith("tcp://127.0.0.1:"), address
-
-        for i in range(2):
-            procs.append(
-                _start(
-                    [
-                        str(DASK),
-                        "worker",
-                        address,
-                        "--nworkers",
-                        "1",
-                        "--nthreads",
-                        "1",
-                        "--host",
-                        "127.0.0.1",
-                        "--no-dashboard",
-                        "--name",
-                        f"w{i}",
-                        "--local-directory",
-                        str(root / f"w{i}"),
-                        "--death-timeout",
-                        "60",
-                    ],
-                    logs / f"worker-{i}.log",
-                    root,
-                )
-            )
-        with Client(address, timeout=START_TIMEOUT) as client:
-            try:
-                client.wait_for_workers(2, timeout=START_TIMEOUT)
-            except TimeoutError:
-                pytest.fail(f"workers did not join in {START_TIMEOUT} s\n{_log_tail(logs)}")
-        yield Cluster(address, logs)
-    finally:
-        for proc in reversed(procs):  # workers first, then the scheduler
-            _stop(proc)
+    with dask_cluster(tmp_path_factory.mktemp("cluster")) as running:
+        yield running
 
 
 def satdask(*args: object) -> subprocess.CompletedProcess[str]:

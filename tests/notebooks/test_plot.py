@@ -11,6 +11,7 @@ import matplotlib
 import numpy as np
 import pytest
 import rasterio
+from conftest import corrupt_block
 from rasterio.enums import ColorInterp
 
 from satdask import ModelRegistry, ThresholdModel, open_scene, run_batch, scene_grid
@@ -120,15 +121,6 @@ def test_quicklook_uses_the_files_colour_interpretation_and_grey_for_one_band(
     np.testing.assert_array_equal(grey.values[..., 0], grey.values[..., 2])
     with pytest.raises(ValueError, match="rgb must name"):
         quicklook(open_scene(path), rgb=(1, 4, 2))
-
-
-def corrupt_block(path: Path, *, x: int, y: int) -> None:
-    """Overwrite the start of one compressed block so DEFLATE cannot decode it."""
-    with rasterio.open(path) as src:
-        offset = int(src.get_tag_item(f"BLOCK_OFFSET_{x}_{y}", "TIFF", bidx=1))
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        f.write(b"\xff" * 16)
 
 
 @pytest.fixture
