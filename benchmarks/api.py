@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -197,62 +198,31 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 # ---------------------------------------------------------------------------
-# Load generator: keep-alive HTTP/1.1 over asyncio streams
+# Load: random tiles from service/loadgen.py's keep-alive HTTP/1.1 generator
 # ---------------------------------------------------------------------------
 
 
 def request_bytes(scene: str, row: int, col: int) -> bytes:
-    body = json.dumps({"scene": scene, "row": row, "col": col}).encode()
-    head = (
-        f"POST /infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
+    from service.loadgen import post_json
 
-
-async def client(
-    seed: int,
-    port: int,
-    requests: list[bytes],
-    until: float,
-    latencies: list[float],
-    errors: list[str],
-) -> None:
-    """One keep-alive connection asking for random tiles (its own seed) until `until`."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    rng = random.Random(seed)
-    try:
-        while time.perf_counter() < until:
-            start = time.perf_counter()
-            writer.write(requests[rng.randrange(len(requests))])
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-            await reader.readexactly(length)
-            latencies.append(time.perf_counter() - start)
-            if not head.startswith(b"HTTP/1.1 200"):
-                errors.append(head.split(b"\r\n", 1)[0].decode())
-    finally:
-        writer.close()
+    return post_json("/infer", json.dumps({"scene": scene, "row": row, "col": col}).encode())
 
 
 async def load(
     port: int, size: int, concurrency: int, seconds: float, *, seed: int = 0
 ) -> tuple[list[float], list[str], float]:
-    """`concurrency` clients for `seconds`: (latencies, error status lines, elapsed)."""
+    """`concurrency` keep-alive clients for `seconds`, asking for random tiles from one
+    seeded stream (service/loadgen.py): (latencies, errors, elapsed)."""
+    from service.loadgen import NO_ANSWER, run_load
+
     grid = size // TILE
     scene = scene_name(size)
     requests = [request_bytes(scene, r, c) for r in range(grid) for c in range(grid)]
-    latencies: list[float] = []
-    errors: list[str] = []
-    start = time.perf_counter()
-    until = start + seconds
-    await asyncio.gather(
-        *(client(seed + i, port, requests, until, latencies, errors) for i in range(concurrency))
-    )
-    return latencies, errors, time.perf_counter() - start
+    rng = random.Random(seed)
+    stream = (requests[rng.randrange(len(requests))] for _ in itertools.count())
+    result = await run_load(port, stream, concurrency=concurrency, seconds=seconds)
+    errors = [f"HTTP {s}" for s in result.statuses if s not in (200, NO_ANSWER)]
+    return result.latencies, [*result.errors, *errors], result.elapsed
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -27,6 +27,7 @@ from typing import Annotated, Any
 import numpy as np
 from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.enums import RequestEncodingType
+from litestar.exceptions import SerializationException
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -83,6 +84,20 @@ _ERROR_TEXT = {
     422: "The file is not a readable raster, or the tile cannot be decoded.",
     503: "The model is not loaded.",
 }
+
+
+class ServiceRequest(Request[Any, Any, Any]):
+    """A request whose JSON body, if not valid UTF-8, is malformed JSON: 400, not 500.
+
+    msgspec raises UnicodeDecodeError for invalid UTF-8 inside a JSON string rather than
+    its DecodeError (msgspec#714), and Litestar turns only the latter into a 400.
+    """
+
+    async def json(self) -> Any:
+        try:
+            return await super().json()
+        except UnicodeDecodeError:
+            raise SerializationException("JSON is malformed: not valid UTF-8") from None
 
 
 def _errors(*codes: int) -> dict[int, ResponseSpec]:
@@ -328,6 +343,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             tile_size=settings.tile_size,
             edge=settings.edge,
             capacity=settings.scene_cache,
+            on_open=metrics.count_scene_open,
         ),
         metrics=metrics,
     )
@@ -452,6 +468,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers={Exception: handle_error},
         guards=[api_key_guard(settings.api_key)] if settings.api_key else [],
         request_max_body_size=settings.max_body_bytes,
+        request_class=ServiceRequest,
         type_decoders=[(is_infer_request, decode_infer_request)],
         plugins=[InferRequestSchemaPlugin()],
         openapi_config=OpenAPIConfig(

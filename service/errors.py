@@ -106,7 +106,7 @@ def describe_exception(
     exc: Exception, root: Path | None
 ) -> tuple[int, dict[str, Any], Mapping[str, str] | None]:
     """(status, JSON body, extra headers) for any exception: the single mapping point."""
-    from litestar.exceptions import HTTPException
+    from litestar.exceptions import HTTPException, ValidationException
 
     if isinstance(exc, HTTPException):
         status = exc.status_code
@@ -114,7 +114,12 @@ def describe_exception(
             log.error("internal error", exc_info=exc)
             return status, error_body(status, "internal server error"), None
         extra = exc.extra if isinstance(exc.extra, list | dict) else None
-        return status, error_body(status, exc.detail, extra), exc.headers or None
+        detail = exc.detail
+        if isinstance(exc, ValidationException):
+            # "Validation failed for GET /scenes/info?path=...": the query is the client's
+            # own input (up to the URL limit), not worth echoing; the route is enough.
+            detail = detail.split("?", 1)[0]
+        return status, error_body(status, detail, extra), exc.headers or None
     if isinstance(exc, SatdaskError):
         status = status_for(exc)
         if status >= 500 and not isinstance(exc, ModelNotReadyError):

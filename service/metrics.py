@@ -34,6 +34,8 @@ LATENCY_BUCKETS = (
     0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 )  # fmt: skip
 CLASS_NAMES = {-1: "none", 0: "dark", 1: "bright"}
+# What became of a file the service looked at after path resolution (see SceneStore).
+OPEN_OUTCOMES = ("ok", "empty", "not_tiff", "unreadable")
 _SEEN = "satdask.metrics"
 
 
@@ -71,8 +73,16 @@ class Metrics:
         self.scenes_cached = Gauge(
             "satdask_scene_cache_entries", "Scenes held in the open-scene cache.", registry=r
         )
+        self.scene_opens = Counter(
+            "satdask_scene_opens",
+            "Files under the data root looked at after path resolution, by outcome: ok "
+            "(opened as a scene), empty, not_tiff (sniffed, never given to GDAL), unreadable.",
+            ("outcome",),
+            registry=r,
+        )
         ProcessCollector(namespace="satdask", registry=r)
         self._classes = {k: self.predictions.labels(v) for k, v in CLASS_NAMES.items()}
+        self._opens = {k: self.scene_opens.labels(k) for k in OPEN_OUTCOMES}
         self._request_children: dict[tuple[str, str, int], Any] = {}
         self._latency_children: dict[str, Any] = {}
 
@@ -87,6 +97,9 @@ class Metrics:
 
     def count_prediction(self, prediction: int) -> None:
         self._classes[prediction].inc()
+
+    def count_scene_open(self, outcome: str) -> None:
+        self._opens[outcome].inc()
 
     def observe(self, route: str, method: str, status: int, seconds: float | None) -> None:
         key = (route, method, status)

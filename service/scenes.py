@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +57,15 @@ class _Entry:
 
 
 class SceneStore:
-    def __init__(self, root: Path, *, tile_size: int, edge: str, capacity: int) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        tile_size: int,
+        edge: str,
+        capacity: int,
+        on_open: Callable[[str], None] | None = None,
+    ) -> None:
         self.root = root
         self.tile_size = tile_size
         self.edge = edge
@@ -64,6 +73,11 @@ class SceneStore:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self.opened = 0  # scenes opened since start (for tests and metrics)
+        # Told the outcome (one of service.metrics.OPEN_OUTCOMES) of every file looked at
+        # after `resolve_under`. Nothing else in the service opens a file from a client's
+        # path (tile reads reopen only scenes counted "ok"), so a count that does not move
+        # proves that the requests meanwhile opened nothing.
+        self._on_open = on_open
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -90,10 +104,17 @@ class SceneStore:
 
     def _open(self, rel: str, real: Path, stamp: tuple[int, int]) -> _Entry:
         self.opened += 1
+        outcome, entry = self._load(rel, real, stamp)
+        if self._on_open is not None:
+            self._on_open(outcome)
+        return entry
+
+    def _load(self, rel: str, real: Path, stamp: tuple[int, int]) -> tuple[str, _Entry]:
         if stamp[0] == 0:
-            return _Entry(stamp, None, SceneError(f"{rel}: file is empty"))
+            return "empty", _Entry(stamp, None, SceneError(f"{rel}: file is empty"))
         if not is_tiff(real):
-            return _Entry(stamp, None, SceneError(f"{rel}: not a readable raster (not a TIFF)"))
+            error = SceneError(f"{rel}: not a readable raster (not a TIFF)")
+            return "not_tiff", _Entry(stamp, None, error)
         try:
             scene = open_scene(real, tile_size=self.tile_size)
             try:
@@ -121,5 +142,5 @@ class SceneStore:
         except NotFoundError:
             raise
         except SatdaskError as exc:
-            return _Entry(stamp, None, exc)
-        return _Entry(stamp, opened, None)
+            return "unreadable", _Entry(stamp, None, exc)
+        return "ok", _Entry(stamp, opened, None)

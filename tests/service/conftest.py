@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,17 +12,12 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 from svc_support import (
-    API_KEY,
     SCENES_DIR,
     SHARED_SCENES,
     DataRoot,
     LiveServer,
-    clean_env,
-    free_port,
-    serve_command,
-    stop_server,
+    running_server,
     vrt_xml,
-    wait_until_ready,
     write_tif,
 )
 
@@ -66,6 +60,12 @@ def data(tmp_path_factory: pytest.TempPathFactory, sample_tif: Path) -> DataRoot
     (root / "link-inside.tif").symlink_to(root / "sub" / "tile.tif")
     (root / "escape.tif").symlink_to(secret)
     (root / "linkdir").symlink_to(outside, target_is_directory=True)
+    # more ways out for the traversal corpus (traversal.py)
+    (root / "chain.tif").symlink_to("escape.tif")
+    (root / "sub" / "up.tif").symlink_to(Path("..", "..", outside.name, secret.name))
+    (root / "rootfs").symlink_to("/", target_is_directory=True)
+    (root / "passwd.tif").symlink_to("/etc/passwd")
+    (root / "loop.tif").symlink_to("loop.tif")
     (root / "dir.tif").mkdir()
 
     # A COG cut short: it opens (header and IFD first) but its last tiles are gone.
@@ -111,19 +111,7 @@ def client(make_client: Callable[..., TestClient[Litestar]]) -> TestClient[Lites
 def live_server(
     data: DataRoot, sample_registry: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    """`satdask serve` on 127.0.0.1 with an API key; bounded wait for /ready, stopped at the end."""
-    port = free_port()
+    """`satdask serve` on 127.0.0.1 with an API key, shared by the session."""
     log = tmp_path_factory.mktemp("server") / "server.log"
-    cmd = serve_command(
-        "--data-root", str(data.root), "--model", str(sample_registry), "--port", str(port)
-    )
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            cmd, env=clean_env(SATDASK_API_KEY=API_KEY), stdout=out, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(url, proc, log, headers={"X-API-Key": API_KEY})
-        yield LiveServer(url=url, log=log, process=proc)
-    finally:
-        stop_server(proc)
+    with running_server(data.root, sample_registry, log) as server:
+        yield server

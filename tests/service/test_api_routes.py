@@ -226,6 +226,9 @@ def test_openapi_schema_types_every_body(client: Client) -> None:
         b'{"tile_path": 3}',
         b'{"scene": "", "row": 0, "col": 0}',
         b'{"scene": "sample.tif", "row": 99999999999999999999, "col": 0}',
+        b'{"scene": "\xc0\xae\xc0\xae/sample.tif", "row": 0, "col": 0}',  # overlong UTF-8
+        b'{"tile_path": "sample\xff.tif"}',  # not UTF-8 at all
+        b'{"scene": "sample\\ud800.tif", "row": 0, "col": 0}',  # a lone surrogate escape
     ],
 )
 def test_malformed_bodies_are_400(client: Client, content: bytes) -> None:
@@ -239,6 +242,18 @@ def test_missing_query_parameter_is_400(client: Client) -> None:
     r = client.get("/scenes/info")
     assert r.status_code == 400
     assert r.json()["status_code"] == 400
+
+
+def test_a_refused_query_is_not_echoed(client: Client, data: DataRoot) -> None:
+    r = client.get("/scenes/info", params={"path": f"{data.root}/" + "a" * 1100 + ".tif"})
+    assert r.status_code == 400
+    assert r.json() == {
+        "status_code": 400,
+        "detail": "Validation failed for GET /scenes/info",
+        "extra": [
+            {"message": "Expected `str` of length <= 1024", "key": "path", "source": "query"}
+        ],
+    }
 
 
 @pytest.mark.parametrize(("row", "col"), [(4, 0), (0, 4), (100, 100)])
@@ -521,6 +536,24 @@ def test_scenes_are_opened_once_and_the_cache_is_bounded(
     assert len(store) == 2
     client.post("/infer", json=tile("sample.tif"))
     assert store.opened == 5  # evicted, so opened again
+
+
+def opens(client: Client) -> dict[str, float]:
+    found = re.findall(
+        r'satdask_scene_opens_total\{outcome="(\w+)"\} (\S+)', client.get("/metrics").text
+    )
+    return {outcome: float(value) for outcome, value in found}
+
+
+def test_every_file_looked_at_is_counted_by_outcome(client: Client) -> None:
+    assert opens(client) == {"ok": 0, "empty": 0, "not_tiff": 0, "unreadable": 0}
+    for name in ("sample.tif", "sample.tif", "empty.tif", "disguised.tif", "nocrs.tif"):
+        client.get("/scenes/info", params={"path": name})
+    client.post("/infer", json=tile("sub/tile.tif"))
+    # once per file (then cached), never for a refused or missing path
+    for path in ("missing.tif", "escape.tif", "../x.tif", "evil.vrt"):
+        assert client.post("/infer", json=tile(path)).status_code == 404
+    assert opens(client) == {"ok": 2, "empty": 1, "not_tiff": 1, "unreadable": 1}
 
 
 def test_a_rewritten_scene_is_reopened(

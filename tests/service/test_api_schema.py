@@ -7,8 +7,9 @@ with the same settings as the live server, a test checks it equals the schema th
 serves, and every generated case is sent to the live `satdask serve` process.
 
 Bounded: MAX_EXAMPLES generated cases per operation and phase, no deadline (the server
-shares the machine with the test run). Every response is checked against the schema: no
-5xx, documented status codes, content types, headers and bodies.
+shares the machine with the test run); the `slow` run takes MAX_EXAMPLES_SLOW. Every
+response is checked against the schema: no 5xx, documented status codes, content types,
+headers and bodies.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tempfile
 from typing import Any
 
 import msgspec
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from svc_support import API_KEY, LiveServer
@@ -25,6 +27,7 @@ from svc_support import API_KEY, LiveServer
 from service import Settings, create_app
 
 MAX_EXAMPLES = 100
+MAX_EXAMPLES_SLOW = 1000
 
 
 def build_schema() -> dict[str, Any]:
@@ -56,4 +59,17 @@ def test_the_schema_under_test_is_the_served_one(live_server: LiveServer) -> Non
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 def test_the_served_schema_holds(case: schemathesis.Case, live_server: LiveServer) -> None:
+    case.call_and_validate(base_url=live_server.url, headers={"X-API-Key": API_KEY}, timeout=30)
+
+
+@pytest.mark.slow
+@schema.parametrize()
+@settings(
+    max_examples=MAX_EXAMPLES_SLOW,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+def test_the_served_schema_holds_at_length(
+    case: schemathesis.Case, live_server: LiveServer
+) -> None:
     case.call_and_validate(base_url=live_server.url, headers={"X-API-Key": API_KEY}, timeout=30)

@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar import Litestar
 from litestar.testing import TestClient
-from svc_support import DataRoot, traversal_corpus
+from svc_support import DataRoot
+from traversal import JSON_ROUTES, QUERY_ROUTE, corpus, expected_status, utf8_text
 
 from service.errors import NotFoundError
 from service.paths import check_relative, resolve_under
@@ -53,12 +54,15 @@ def opened(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 def test_every_traversal_attempt_gets_the_answer_of_a_missing_file(
     client: Client, data: DataRoot, opened: list[Path]
 ) -> None:
-    corpus = traversal_corpus(data)
-    assert len(corpus) > 30
-    for path in [*corpus, "missing.tif", "sub/missing.tif"]:
-        for r in answers(client, path):
-            assert r.status_code == 404, (path, r.text)
-            assert r.json() == NOT_FOUND, path
+    variants = utf8_text(data)
+    assert len(variants) >= 50
+    for path in [*variants, "missing.tif", "sub/missing.tif"]:
+        for route, r in zip((*JSON_ROUTES, QUERY_ROUTE), answers(client, path), strict=True):
+            assert r.status_code == expected_status(path, route), (path, route, r.text)
+            if r.status_code == 404:
+                assert r.json() == NOT_FOUND, path
+            else:  # an empty or over-long path: malformed, refused before any lookup
+                assert r.json()["status_code"] == 400, path
     assert opened == []  # refused before anything was opened or read
     assert "secret" not in client.get("/metrics").text
 
@@ -113,7 +117,7 @@ def test_ordinary_relative_names_pass_the_syntax_check(text: str) -> None:
 
 def test_corpus_paths_fail_the_syntax_check_or_resolution(data: DataRoot) -> None:
     root = data.root.resolve()
-    for text in [*traversal_corpus(data), "", "a" * 2000 + ".tif", None, 3]:
+    for text in [*corpus(data), "a" * 2000 + ".tif", None, 3]:
         with pytest.raises(NotFoundError):
             resolve_under(root, text)
 

@@ -15,7 +15,6 @@ from svc_support import (
     free_port,
     serve_command,
     stop_server,
-    traversal_corpus,
     wait_until_ready,
 )
 
@@ -62,22 +61,6 @@ def test_errors_over_the_wire(live_server: LiveServer, data: DataRoot) -> None:
         for r in (bad, outside, big):
             assert r.headers["content-type"].startswith("application/json")
             assert str(data.root) not in r.text
-
-
-def test_traversal_corpus_over_the_wire(live_server: LiveServer, data: DataRoot) -> None:
-    with live_server.client() as http:
-        for path in [*traversal_corpus(data), "missing.tif"]:
-            for r in (
-                http.post("/infer", json={"scene": path, "row": 0, "col": 0}),
-                http.post("/infer", json={"tile_path": path}),
-                http.get("/scenes/info", params={"path": path}),
-            ):
-                assert r.status_code == 404, (path, r.text)
-                assert r.json() == NOT_FOUND, path
-        # raw, un-normalised request targets as well
-        for target in ("/scenes/info?path=..%2f..%2fetc%2fpasswd", "/scenes/info?path=%00"):
-            r = http.get(target)
-            assert r.status_code == 404 and r.json() == NOT_FOUND, target
 
 
 def test_api_key_over_the_wire(live_server: LiveServer) -> None:
