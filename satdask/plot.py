@@ -124,8 +124,10 @@ def _rgb_bands(scene: xr.DataArray, rgb: Sequence[int] | None) -> tuple[int, ...
 
 
 def _colour_interp(scene: xr.DataArray) -> tuple[str, ...]:
+    from satdask.stac import is_stack
+
     source = scene.attrs.get("source")
-    if not source:
+    if not source or is_stack(scene):  # a STAC item's source is its JSON, not a raster
         return ()
     import rasterio
 
@@ -166,8 +168,10 @@ def _read_decimated(
     scene: xr.DataArray, bands: Sequence[int], max_size: int
 ) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float, float]] | None:
     """One GDAL read at the output size; a COG serves it from its overviews."""
+    from satdask.stac import is_stack
+
     source = scene.attrs.get("source")
-    if not source or not _reads_file_unchanged(scene):
+    if not source or is_stack(scene) or not _reads_file_unchanged(scene):
         return None
     import rasterio
     from rasterio.errors import RasterioError

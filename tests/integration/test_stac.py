@@ -574,3 +574,40 @@ except satdask.SceneError as exc:
     lines = out.stdout.splitlines()
     assert lines[0] == "(3, 718, 791)"
     assert "pip install 'satdask[stac]'" in lines[1]
+
+
+def test_quicklook_of_an_item_matches_its_original(catalog: Catalog) -> None:
+    from satdask import plot
+
+    stacked = plot.quicklook(open_scene(catalog.rgb_item))
+    with xr.set_options(keep_attrs=True):  # same attrs, but no plain file read: coarsen too
+        original = plot.quicklook(open_scene(catalog.rgb_tif) + 0)
+    assert stacked.attrs["method"] == original.attrs["method"] == "coarsen"
+    np.testing.assert_allclose(stacked.attrs["extent"], original.attrs["extent"], rtol=1e-12)
+    np.testing.assert_array_equal(stacked.values, original.values)
+
+
+@pytest.mark.slow
+def test_a_stack_runs_on_worker_processes_as_on_threads(
+    catalog: Catalog, sample_registry: Path, tmp_path: Path
+) -> None:
+    """The StackSource is pickled to a separate worker process and reads the same there."""
+    from distributed import Client, LocalCluster
+
+    artifact = ModelRegistry(sample_registry).load("latest")
+    threads = run_batch(catalog.sample_item, artifact, tmp_path / "t.zarr", scheduler="threads")
+    with (
+        LocalCluster(
+            n_workers=1,
+            threads_per_worker=2,
+            processes=True,
+            dashboard_address=None,
+            host="127.0.0.1",
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        remote = run_batch(catalog.sample_item, artifact, tmp_path / "p.zarr", client=client)
+    a, b = store_arrays(threads.path), store_arrays(remote.path)
+    for name in VARIABLES:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert remote.attrs["scene"]["stac"] == threads.attrs["scene"]["stac"]
