@@ -12,7 +12,6 @@ run store once.
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,10 +36,11 @@ from satdask.lineage import scene_sha256, versions
 from satdask.logs import run_logger
 from satdask.models.base import TileModel
 from satdask.monitoring import HealthPolicy, health_report, summarize
+from satdask.progress import ProgressBar
 from satdask.registry import ModelArtifact, canonical_model_sha256
 from satdask.scene import RasterSource, gdal_message, read_retries, scene_nodata, scene_source
 from satdask.stac import stac_lineage
-from satdask.tiles import scene_grid
+from satdask.tiles import scene_blocks
 from satdask.training import SceneLike, as_scene
 
 if TYPE_CHECKING:
@@ -184,7 +184,7 @@ def run_batch(
     bands: Sequence[int] | None = None,
     overwrite: bool = False,
     resume: bool = False,
-    progress: bool = False,
+    progress: bool | ProgressBar = False,
     policy: HealthPolicy | None = None,
 ) -> RunResult:
     """Infer every tile of `scene` and write a traceable run store at `out`.
@@ -201,11 +201,10 @@ def run_batch(
     artifact = model if isinstance(model, ModelArtifact) else None
     tile_model = artifact.model if artifact else model
     opened = as_scene(scene, tile_size=tile_size, tiles_per_chunk=tiles_per_chunk, bands=bands)
-    grid = scene_grid(opened, edge=edge)
+    grid, blocks = scene_blocks(opened, edge=edge)
     source = scene_source(opened)
     nodata = scene_nodata(opened)
     chunks = (opened.chunks[1], opened.chunks[2])
-    blocks = list(grid.blocks(chunks))
     model_info = (
         artifact.describe()
         if artifact
@@ -241,12 +240,15 @@ def run_batch(
         log.info("run started: %d tiles in %d blocks", grid.size, len(blocks))
         if resume:
             log.info("resuming: %d blocks reused, %d to compute", reused, len(todo))
+        bar = ProgressBar(len(blocks)) if progress is True else progress or None
+        if bar and reused:
+            bar.advance(reused)
 
         def finished(index: int, result: BlockResult) -> None:
             done[index] = result
             journal.record(index, *result.record())
-            if progress:
-                _draw_progress(len(done), len(blocks))
+            if bar:
+                bar.advance()
 
         t0 = perf_counter()
         with compute_client(client or scheduler, log=log) as active:
@@ -375,13 +377,6 @@ def _compute(
     index = {f.key: i for f, i in zip(futures, indexes, strict=True)}
     for future, result in as_completed(futures, with_results=True):
         finished(index[future.key], result)
-
-
-def _draw_progress(done: int, total: int, *, width: int = 40) -> None:
-    filled = width * done // total
-    end = "\n" if done == total else ""
-    bar = "#" * filled + " " * (width - filled)
-    print(f"\r[{bar}] {done}/{total} blocks", end=end, file=sys.stderr, flush=True)
 
 
 def _assemble(results: Sequence[BlockResult], grid: TileGrid) -> dict[str, np.ndarray]:

@@ -83,9 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_train)
 
     s = _command(sub, "infer", help="run batch inference into a Zarr run store")
-    s.add_argument("scene")
+    s.add_argument("scenes", nargs="+", metavar="scene", help="paths, URLs, STAC item JSON")
     s.add_argument("--model", required=True, help="registry DIR[:ID], ID defaults to latest")
-    s.add_argument("--out", type=Path, required=True)
+    s.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="the run store; for several scenes (or an item collection), a directory",
+    )
     _scene_options(s)
     s.add_argument("--overwrite", action="store_true")
     s.add_argument(
@@ -199,20 +204,38 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_infer(args: argparse.Namespace) -> None:
     from satdask.batch import run_batch
     from satdask.registry import ModelRegistry, parse_model_ref
+    from satdask.stac import expand_collections
 
     directory, ref = parse_model_ref(args.model)
     artifact = ModelRegistry(directory).load(ref)
-    result = run_batch(
-        args.scene,
-        artifact,
-        args.out,
+    options = dict(
         scheduler=args.scheduler,
         overwrite=args.overwrite,
         resume=args.resume,
         progress=sys.stderr.isatty(),
         **_scene_kwargs(args),
     )
-    print(_summary(result))
+    scenes = expand_collections(args.scenes)
+    if scenes == args.scenes and len(scenes) == 1:
+        print(_summary(run_batch(scenes[0], artifact, args.out, **options)))
+        return
+    from satdask.manifest import run_many
+
+    manifest = run_many(scenes, artifact, args.out, **options)
+    for o in manifest.scenes:
+        c = o.counts or {}
+        detail = (
+            f"{c.get('tiles_inferred', 0)} inferred, {c.get('tiles_failed', 0)} failed, "
+            f"health {o.health}"
+            if o.status != "failed"
+            else o.error
+        )
+        print(f"{o.status:8} {o.scene} -> {o.store or '-'}: {detail}")
+    print(f"manifest: {manifest.path}")
+    if manifest.failed:
+        raise SatdaskError(
+            f"{len(manifest.failed)} of {len(manifest.scenes)} scenes failed; see {manifest.path}"
+        )
 
 
 def _summary(result: Any) -> str:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.error import URLError
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 from urllib.request import urlopen
 
 import numpy as np
@@ -469,3 +469,34 @@ def stac_lineage(scene: xr.DataArray) -> dict[str, Any]:
             ],
         }
     }
+
+
+def expand_collections(sources: Sequence[Any]) -> list[Any]:
+    """Each item-collection JSON (a GeoJSON FeatureCollection) replaced by its items.
+
+    Anything else is kept as it is, for `open_scene` to open or refuse.
+    """
+    expanded: list[Any] = []
+    for source in sources:
+        if not isinstance(source, str | os.PathLike) or not is_item_uri(os.fspath(source)):
+            expanded.append(source)
+            continue
+        uri = normalize_uri(source)
+        try:
+            data = json.loads(_read_bytes(uri))
+        except ValueError:
+            data = None  # open_scene names the problem
+        if not (isinstance(data, dict) and data.get("type") == "FeatureCollection"):
+            expanded.append(source)
+            continue
+        pystac = _pystac()
+        try:
+            collection = pystac.ItemCollection.from_dict(data, preserve_dict=False)
+        except (pystac.STACError, KeyError, TypeError, ValueError) as exc:
+            raise SceneError(f"{uri}: not a valid STAC item collection ({exc})") from None
+        for item in collection:  # relative asset hrefs are relative to the collection's file
+            for asset in item.assets.values():
+                if not (is_remote(asset.href) or os.path.isabs(asset.href)):
+                    asset.href = urljoin(uri, asset.href)
+            expanded.append(item)
+    return expanded

@@ -14,7 +14,7 @@ from rasterio.crs import CRS
 
 from satdask.errors import GridError
 from satdask.features import FEATURE_NAMES, STATUS_NAMES, block_features
-from satdask.grid import EdgePolicy, TileGrid, check_edge
+from satdask.grid import Block, EdgePolicy, TileGrid, check_edge
 from satdask.scene import scene_nodata
 
 _VARIABLE_ATTRS: dict[str, dict[str, object]] = {
@@ -52,6 +52,12 @@ def scene_grid(scene: xr.DataArray, *, edge: EdgePolicy = "skip") -> TileGrid:
             "tile size"
         )
     return grid
+
+
+def scene_blocks(scene: xr.DataArray, *, edge: EdgePolicy = "skip") -> tuple[TileGrid, list[Block]]:
+    """The tile grid, and the blocks of whole tiles the scene's dask chunks cut it into."""
+    grid = scene_grid(scene, edge=edge)
+    return grid, list(grid.blocks((scene.chunks[1], scene.chunks[2])))
 
 
 def tile_dataset(variables: Mapping[str, object], *, grid: TileGrid, crs: CRS) -> xr.Dataset:
