@@ -496,6 +496,13 @@ def test_an_item_and_its_cogs_over_http(
     assert [x["sha256"] for x in scene["stac"]["assets"]] == [None, None, None]
     with pytest.raises(SceneError, match=r"missing\.json: cannot fetch the STAC item \(HTTP 404"):
         open_scene(f"{base}/rgb-byte/missing.json")
+    # a STAC API's item URL has no .json: /collections/ID/items/ID
+    api = root / "collections" / "landsat" / "items"
+    shutil.copytree(root / "rgb-byte", api)
+    (api / "rgb-byte.json").rename(api / "rgb-byte")
+    from_api = open_scene(f"{base}/collections/landsat/items/rgb-byte", bands=["red"])
+    assert from_api.attrs["stac"]["assets"]["B1"] == f"{base}/collections/landsat/items/band1.tif"
+    np.testing.assert_array_equal(from_api.values, local.sel(band=[1]).values)
 
 
 def satdask(*args: object) -> subprocess.CompletedProcess[str]:
@@ -511,6 +518,12 @@ def test_cli_train_and_infer_take_an_item_json(catalog: Catalog, tmp_path: Path)
     )
     assert trained.returncode == 0, trained.stderr
     assert trained.stdout.startswith("model ") and "on 16 tiles" in trained.stdout
+    checked = satdask("validate", catalog.sample_item)
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.splitlines() == [
+        f"ok {catalog.sample_item}: 1024 x 1024 x 4 uint16, EPSG:32633, nodata=0.0, "
+        "acquired=2026-07-02T09:15:30+00:00"
+    ]
     inferred = satdask(
         "infer",
         catalog.sample_item,
@@ -611,3 +624,44 @@ def test_a_stack_runs_on_worker_processes_as_on_threads(
     for name in VARIABLES:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
     assert remote.attrs["scene"]["stac"] == threads.attrs["scene"]["stac"]
+
+
+def test_stac_1_1_band_metadata_and_a_hand_written_item(catalog: Catalog, tmp_path: Path) -> None:
+    """`bands` with `eo:common_name` (STAC 1.1), an asset-level common name, eo band names."""
+    folder = catalog.rgb_item.parent
+    doc = {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "id": "hand-written",
+        "geometry": None,
+        "properties": {"datetime": None, "start_datetime": "2026-05-01T00:00:00Z",
+                       "end_datetime": "2026-05-02T00:00:00Z"},
+        "links": [],
+        "assets": {
+            "r": {"href": str(folder / "band1.tif"), "roles": ["data"],
+                  "bands": [{"name": "B04", "eo:common_name": "red"}]},
+            "g": {"href": str(folder / "band2.tif"), "roles": ["data"], "eo:common_name": "green"},
+            "b": {"href": str(folder / "band3.tif"), "roles": ["data"]},  # no type: by suffix
+        },
+    }  # fmt: skip
+    path = tmp_path / "hand.json"
+    path.write_text(json.dumps(doc))
+    scene = open_scene(path, bands=["green", "B04", "b"])
+    assert list(scene["asset"].values) == ["g", "r", "b"]
+    np.testing.assert_array_equal(scene.values, open_scene(catalog.rgb_tif, bands=[2, 1, 3]).values)
+    assert scene.attrs["acquisition_time"] == "2026-05-01T00:00:00+00:00"  # the range's start
+
+
+def test_what_counts_as_an_item_reference() -> None:
+    from satdask.stac import is_item
+
+    items = [
+        "a/item.json",
+        Path("ITEM.JSON"),
+        "https://h/x/item.json?token=1",
+        "https://h/v1/collections/s2/items/S2A_1",
+        pystac.Item("i", None, None, RGB_TIME, {}),
+    ]
+    others = ["scene.tif", "https://h/v1/items/scene.tif", "https://h/a.json.tif", 3]
+    assert [is_item(ref) for ref in items] == [True] * len(items)
+    assert [is_item(ref) for ref in others] == [False] * len(others)
