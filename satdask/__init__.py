@@ -23,6 +23,7 @@ from satdask.scene import open_scene, read_tile
 from satdask.tiles import scene_grid, tile_features
 from satdask.training import train
 from satdask.validate import ValidationReport, validate, validate_many
+from satdask.verify import VerifyReport, verify_run
 
 try:
     __version__ = version("satdask")
@@ -47,6 +48,7 @@ __all__ = [
     "TileModel",
     "ValidationError",
     "ValidationReport",
+    "VerifyReport",
     "__version__",
     "block_features",
     "health_report",
@@ -61,4 +63,5 @@ __all__ = [
     "train",
     "validate",
     "validate_many",
+    "verify_run",
 ]

@@ -105,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("store", type=Path)
     s.add_argument("--json", action="store_true", help="print all run attributes as JSON")
     s.set_defaults(func=cmd_runs_show)
+    s = _command(runs, "verify", help="re-read a run store and check it against its lineage")
+    s.add_argument("store", type=Path)
+    s.add_argument("--registry", type=Path, help="model registry (default: the recorded one)")
+    s.set_defaults(func=cmd_runs_verify)
 
     s = _command(sub, "export", help="export a run in the reference pipeline's shape")
     s.add_argument("store", type=Path)
@@ -275,6 +279,17 @@ def cmd_runs_show(args: argparse.Namespace) -> None:
 
     result = open_run(args.store)
     print(json.dumps(result.attrs, indent=2) if args.json else _summary(result))
+
+
+def cmd_runs_verify(args: argparse.Namespace) -> None:
+    from satdask.errors import RunError
+    from satdask.verify import verify_run
+
+    report = verify_run(args.store, registry=args.registry)
+    print("\n".join([*report.lines(), report.summary()]))
+    if not report.ok:
+        names = ", ".join(c.name for c in report.failed)
+        raise RunError(f"{args.store}: verification failed ({names})")
 
 
 def cmd_export(args: argparse.Namespace) -> None:
