@@ -155,11 +155,16 @@ def band_names(asset: pystac.Asset) -> list[str]:
     """Common and band names of an asset: eo:bands (STAC 1.0), bands or eo:common_name (1.1)."""
     fields = asset.extra_fields
     names = [fields.get("eo:common_name")]
-    for entry in fields.get("eo:bands") or []:
+    for entry in _entries(fields.get("eo:bands")):
         names += [entry.get("common_name"), entry.get("name")]
-    for entry in fields.get("bands") or []:
+    for entry in _entries(fields.get("bands")):
         names += [entry.get("eo:common_name"), entry.get("name")]
     return list(dict.fromkeys(str(n) for n in names if n))
+
+
+def _entries(value: object) -> list[Mapping[str, Any]]:
+    """The dict entries of a band list; malformed metadata names nothing rather than fails."""
+    return [e for e in value if isinstance(e, Mapping)] if isinstance(value, list) else []
 
 
 def select_layers(
@@ -172,7 +177,7 @@ def select_layers(
     """(band number, layer) pairs in the requested order.
 
     `assets` forms the stack (default: the raster assets with the `data` role, or
-    all raster assets if none has roles); `bands` then picks from it like band
+    all raster assets if none has it); `bands` then picks from it like band
     numbers pick from a file: 1-based positions, or common/band names.
     """
     rasters = raster_assets(item)
