@@ -9,6 +9,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # conda-forge splits dask[distributed] into two packages
 CONDA_NAMES = {"dask[distributed]": ["dask", "distributed"]}
+# extras installed in an environment of their own, never in the conda one
+# (airflow: .venv-airflow, so its pins cannot clash with the service's)
+OWN_ENVIRONMENT = {"airflow"}
 
 
 def _split(spec: str) -> tuple[str, str]:
@@ -20,8 +23,9 @@ def _split(spec: str) -> tuple[str, str]:
 def pip_requirements() -> dict[str, str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     specs = list(project["dependencies"])
-    for extra in project["optional-dependencies"].values():
-        specs += [s for s in extra if not s.startswith("satdask")]
+    for name, extra in project["optional-dependencies"].items():
+        if name not in OWN_ENVIRONMENT:
+            specs += [s for s in extra if not s.startswith("satdask")]
     out: dict[str, str] = {}
     for spec in specs:
         name, bound = _split(spec)
