@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -129,7 +128,7 @@ def _read_tile_by_tile(
 class RunResult:
     """A finished run: where it is and what its attributes say."""
 
-    path: Path
+    path: store.Destination
     attrs: Mapping[str, Any]
 
     @property
@@ -168,7 +167,7 @@ class RunResult:
 
 def open_run(path: str | os.PathLike[str]) -> RunResult:
     """Open a complete run store; refuses a missing or unfinished one."""
-    return RunResult(Path(path), store.read_attrs(path))
+    return RunResult(store.destination(path), store.read_attrs(path))
 
 
 def run_batch(
@@ -195,7 +194,7 @@ def run_batch(
     durable are reused and only the others are computed.
     """
     started = perf_counter()
-    out = Path(out)
+    out = store.destination(out)
     store.check_destination(out, overwrite=overwrite)
     check_scheduler(client or scheduler)
     artifact = model if isinstance(model, ModelArtifact) else None

@@ -87,9 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True, help="registry DIR[:ID], ID defaults to latest")
     s.add_argument(
         "--out",
-        type=Path,
         required=True,
-        help="the run store; for several scenes (or an item collection), a directory",
+        help="the run store (a path or s3://...); for several scenes, a directory",
     )
     _scene_options(s)
     s.add_argument("--overwrite", action="store_true")
@@ -102,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="runs_command", required=True, parser_class=_Parser
     )
     s = _command(runs, "show", help="summarise a run store")
-    s.add_argument("store", type=Path)
+    s.add_argument("store", help="a path or s3://...")
     s.add_argument("--json", action="store_true", help="print all run attributes as JSON")
     s.set_defaults(func=cmd_runs_show)
     s = _command(runs, "verify", help="re-read a run store and check it against its lineage")
@@ -111,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_runs_verify)
 
     s = _command(sub, "export", help="export a run in the reference pipeline's shape")
-    s.add_argument("store", type=Path)
+    s.add_argument("store", help="a path or s3://...")
     s.add_argument("--format", choices=["json"], required=True)
     s.add_argument("--out", type=Path, help="file to write (default: stdout)")
     s.set_defaults(func=cmd_export)

@@ -18,6 +18,7 @@ The run store is staged inside the journal and moved out when complete.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import io
 import json
 import os
@@ -39,8 +40,15 @@ FLUSH_BLOCKS = 16
 Record = tuple[dict[str, np.ndarray], dict[str, Any]]  # a block's arrays and its metadata
 
 
-def journal_path(out: Path) -> Path:
-    return out.with_name(f".{out.name}.partial")
+def journal_path(out: Path | str) -> Path:
+    """Beside a local destination; for a URL, in the local cache (object stores have no
+    flock or rename)."""
+    if isinstance(out, Path):
+        return out.with_name(f".{out.name}.partial")
+    from satdask.lineage import cache_dir
+
+    key = hashlib.sha256(out.encode()).hexdigest()[:32]
+    return cache_dir() / "journals" / f"{key}.partial"
 
 
 class RunJournal:
@@ -57,7 +65,7 @@ class RunJournal:
     @classmethod
     def open(
         cls,
-        out: Path,
+        out: Path | str,
         *,
         fingerprint: Mapping[str, Any],
         resume: bool,
@@ -93,10 +101,10 @@ class RunJournal:
         return cls._create(out, path, fingerprint)
 
     @classmethod
-    def _create(cls, out: Path, path: Path, fingerprint: Mapping[str, Any]) -> RunJournal:
+    def _create(cls, out: Path | str, path: Path, fingerprint: Mapping[str, Any]) -> RunJournal:
         """Built under a temporary name and renamed: of two racing runs, one wins."""
         tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
-        (tmp / "segments").mkdir(parents=True)
+        (tmp / "segments").mkdir(parents=True)  # parents: the cache's journals/ for a URL
         meta = {"run_id": str(uuid.uuid4()), "fingerprint": dict(fingerprint)}
         _write_durably(tmp / "run.json", json.dumps(meta, sort_keys=True).encode())
         lock_fd = _lock(tmp, out)
@@ -161,7 +169,7 @@ class RunJournal:
         return sorted((self.path / "segments").glob("*.npz"))
 
 
-def _lock(path: Path, out: Path) -> int:
+def _lock(path: Path, out: Path | str) -> int:
     fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

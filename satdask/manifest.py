@@ -31,7 +31,7 @@ from satdask.monitoring import HealthPolicy
 from satdask.progress import ProgressBar
 from satdask.registry import ModelArtifact
 from satdask.stac import expand_collections
-from satdask.store import read_attrs
+from satdask.store import is_url, read_attrs
 from satdask.tiles import scene_blocks
 from satdask.training import SceneLike, as_scene
 from satdask.validate import validate
@@ -99,6 +99,8 @@ def run_many(
     scenes from `open_scene`. With `resume`, a scene whose store is already
     complete is kept as it is, and a killed one continues from its journal.
     """
+    if is_url(out_dir):
+        raise RunError(f"{out_dir}: several scenes are written to a local directory, not a URL")
     out_dir = Path(out_dir)
     check_scheduler(client or scheduler)
     manifest_path = out_dir / MANIFEST

@@ -12,11 +12,12 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
 import dask.array as da
 import numpy as np
@@ -65,9 +66,26 @@ def configure_gdal() -> None:
     global _configured_pid
     if _configured_pid == os.getpid():
         return
-    for key, value in GDAL_OPTIONS.items():
+    for key, value in {**GDAL_OPTIONS, **s3_endpoint_options(os.environ)}.items():
         os.environ.setdefault(key, value)
     _configured_pid = os.getpid()
+
+
+def s3_endpoint_options(environ: Mapping[str, str]) -> dict[str, str]:
+    """GDAL's names for the S3 endpoint that boto3 and s3fs read from AWS_ENDPOINT_URL.
+
+    One variable then points every reader and writer at MinIO, moto or another
+    S3-compatible store; path-style addressing, as those servers expect.
+    """
+    url = environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL")
+    if not url:
+        return {}
+    parts = urlsplit(url)
+    return {
+        "AWS_S3_ENDPOINT": parts.netloc,
+        "AWS_HTTPS": "YES" if parts.scheme == "https" else "NO",
+        "AWS_VIRTUAL_HOSTING": "FALSE",
+    }
 
 
 def read_retries() -> int:

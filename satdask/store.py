@@ -28,8 +28,28 @@ ATTRS_KEY = "satdask"
 CHUNK_TILES = 1024  # output chunks hold many tiles: a 16384 px scene at 256 px is one chunk
 
 
-def check_destination(out: Path, *, overwrite: bool) -> None:
+Destination = Path | str  # a local path, or a URL (s3://...) for object storage
+
+
+def destination(out: str | os.PathLike[str]) -> Destination:
+    """A URL stays a string (Path would fold its '//'); anything else is a local Path."""
+    text = os.fspath(out)
+    return text if is_url(text) else Path(text)
+
+
+def is_url(out: str | os.PathLike[str]) -> bool:
+    return "://" in os.fspath(out)
+
+
+def check_destination(out: Destination, *, overwrite: bool) -> None:
     """Fail before any work when the run could not be written at `out`."""
+    if isinstance(out, str):
+        fs, path = _filesystem(out)
+        if fs.exists(path) and not overwrite:
+            raise RunError(
+                f"{out}: already exists; pass overwrite=True (--overwrite) to replace it"
+            )
+        return
     if out.exists() and not overwrite:
         raise RunError(f"{out}: already exists; pass overwrite=True (--overwrite) to replace it")
     if out.exists() and not out.is_dir():
@@ -47,28 +67,53 @@ def write_run(
     grid: TileGrid,
     crs: CRS,
     attrs: Mapping[str, Any],
-    out: Path,
+    out: Destination,
     staging: Path,
     overwrite: bool = False,
 ) -> None:
-    """Write at `staging`, move into place, then mark complete; an old store is kept until then."""
+    """Write the store with `complete: false`, put it in place, then mark it complete.
+
+    Locally it is written at `staging` and renamed into place, so an old store is
+    kept until then. Object storage has no rename: the store is written where it
+    belongs (an old one removed first), and `complete: true`, written last, is
+    still what tells a finished store from a crashed one.
+    """
     check_destination(out, overwrite=overwrite)
     ds = tile_dataset(variables, grid=grid, crs=crs)
     ds.attrs[ATTRS_KEY] = {**attrs, "complete": False}
     chunks = (min(grid.rows, CHUNK_TILES), min(grid.cols, CHUNK_TILES))
     for name in variables:  # update, not replace: rioxarray keeps grid_mapping there
         ds[name].encoding["chunks"] = chunks
-    try:
-        with warnings.catch_warnings():
-            # Consolidated metadata is a zarr-python extension in v3; it lets a plain
-            # xr.open_zarr(out) open the store without a fallback warning.
-            warnings.simplefilter("ignore", zarr.errors.ZarrUserWarning)
-            ds.to_zarr(staging, mode="w-", zarr_format=3, consolidated=True)
-        _move_into_place(staging, out, overwrite=overwrite)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    group = zarr.open_group(out, mode="r+", zarr_format=3)
+    if isinstance(out, str):
+        fs, path = _filesystem(out)
+        if overwrite and fs.exists(path):
+            fs.rm(path, recursive=True)
+        _to_zarr(ds, out)
+    else:
+        try:
+            _to_zarr(ds, staging)
+            _move_into_place(staging, out, overwrite=overwrite)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    group = zarr.open_group(os.fspath(out), mode="r+", zarr_format=3)
     group.attrs[ATTRS_KEY] = {**attrs, "complete": True}
+
+
+def _to_zarr(ds: xr.Dataset, target: str | Path) -> None:
+    with warnings.catch_warnings():
+        # Consolidated metadata is a zarr-python extension in v3; it lets a plain
+        # xr.open_zarr(out) open the store without a fallback warning.
+        warnings.simplefilter("ignore", zarr.errors.ZarrUserWarning)
+        ds.to_zarr(target, mode="w-", zarr_format=3, consolidated=True)
+
+
+def _filesystem(url: str) -> tuple[Any, str]:
+    import fsspec
+
+    try:
+        return fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as exc:  # e.g. s3:// without s3fs installed
+        raise RunError(f"{url}: cannot reach this storage ({exc})") from None
 
 
 def _move_into_place(staging: Path, out: Path, *, overwrite: bool) -> None:

@@ -1,0 +1,165 @@
+"""Scenes read from, and run stores written to, S3: a real moto server on 127.0.0.1.
+
+Credentials and the endpoint reach satdask through the usual AWS environment
+variables only; GDAL's own names for them are derived in one place.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from procs import log_tail, start, stop
+
+from satdask.ingest import write_sample
+from satdask.journal import journal_path
+
+s3fs = pytest.importorskip("s3fs", reason="the s3 extra (s3fs) is part of .[dev]")
+
+BIN = Path(sys.executable).parent
+VARIABLES = ("prediction", "mean_intensity", "std_intensity", "valid_fraction", "status")
+TIMEOUT = 180
+
+
+@dataclass(frozen=True)
+class S3:
+    env: dict[str, str]
+    fs: s3fs.S3FileSystem
+    bucket: str
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
+    root = tmp_path_factory.mktemp("moto")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (root / "logs").mkdir()
+    server = start(
+        [BIN / "moto_server", "-H", "127.0.0.1", "-p", str(port)], root / "logs" / "moto.log", root
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(endpoint, timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, log_tail(
+                    root / "logs"
+                )
+                time.sleep(0.1)
+        env = {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": endpoint,
+        }
+        fs = s3fs.S3FileSystem(
+            key="testing", secret="testing", client_kwargs={"endpoint_url": endpoint}
+        )
+        fs.mkdir("satdask-test")
+        yield S3(env, fs, "satdask-test")
+    finally:
+        stop(server)
+
+
+def satdask(s3: S3, *args: object) -> subprocess.CompletedProcess[str]:
+    """The CLI with only the standard AWS variables added (none of GDAL's own)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GDAL_"))}
+    return subprocess.run(
+        [str(BIN / "satdask"), *map(str, args)],
+        env={**env, **s3.env},
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+def s3_arrays(s3: S3, url: str) -> tuple[dict[str, np.ndarray], dict]:
+    ds = xr.open_zarr(s3.fs.get_mapper(url), decode_coords="all")
+    return {n: ds[n].values for n in VARIABLES}, ds.attrs["satdask"]
+
+
+def local_arrays(path: Path) -> dict[str, np.ndarray]:
+    ds = xr.open_zarr(path, decode_coords="all")
+    return {n: ds[n].values for n in VARIABLES}
+
+
+def test_a_scene_on_s3_runs_into_a_store_on_s3(
+    s3: S3, sample_tif: Path, sample_registry: Path, tmp_path: Path
+) -> None:
+    s3.fs.put(str(sample_tif), f"{s3.bucket}/scenes/sample.tif")
+    scene, out = f"s3://{s3.bucket}/scenes/sample.tif", f"s3://{s3.bucket}/runs/sample.zarr"
+    model = ["--model", sample_registry, "--scheduler", "threads"]
+
+    local = satdask(s3, "infer", sample_tif, *model, "--out", tmp_path / "local.zarr")
+    assert local.returncode == 0, local.stderr
+    remote = satdask(s3, "infer", scene, *model, "--out", out)
+    assert remote.returncode == 0, remote.stderr
+
+    arrays, attrs = s3_arrays(s3, out)
+    for name, values in local_arrays(tmp_path / "local.zarr").items():
+        assert arrays[name].tobytes() == values.tobytes(), name
+    assert attrs["complete"] is True and attrs["scene"]["uri"] == scene
+    remote_crs = xr.open_zarr(s3.fs.get_mapper(out), decode_coords="all").rio.crs
+    assert remote_crs == xr.open_zarr(tmp_path / "local.zarr", decode_coords="all").rio.crs
+
+    shown = satdask(s3, "runs", "show", out)
+    assert shown.returncode == 0 and attrs["run_id"] in shown.stdout, shown.stderr
+
+    again = satdask(s3, "infer", scene, *model, "--out", out)
+    assert again.returncode == 1 and again.stderr.strip() == (
+        f"satdask: error: {out}: already exists; pass overwrite=True (--overwrite) to replace it"
+    )
+    replaced = satdask(s3, "infer", scene, *model, "--out", out, "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
+    assert s3_arrays(s3, out)[1]["run_id"] != attrs["run_id"]
+
+
+def test_a_killed_run_leaves_nothing_complete_on_s3_and_resumes(
+    s3: S3, sample_registry: Path, tmp_path: Path
+) -> None:
+    """Object storage has no rename: `complete: true`, written last, is the only mark."""
+    local = write_sample(tmp_path / "big.tif", size=2048, bands=4)
+    s3.fs.put(str(local), f"{s3.bucket}/scenes/big.tif")
+    scene, out = f"s3://{s3.bucket}/scenes/big.tif", f"s3://{s3.bucket}/runs/big.zarr"
+    args = ["infer", scene, "--model", sample_registry, "--out", out, "--tiles-per-chunk", 1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GDAL_"))}
+    proc = subprocess.Popen(
+        [str(BIN / "satdask"), *map(str, [*args, "--scheduler", "threads"])],
+        env={**env, **s3.env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    segments = journal_path(out) / "segments"
+    deadline = time.monotonic() + TIMEOUT
+    while not list(segments.glob("*.npz")):
+        assert proc.poll() is None, "the run ended before any block was durable"
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=TIMEOUT)
+
+    shown = satdask(s3, "runs", "show", out)
+    assert shown.returncode == 1 and out in shown.stderr  # absent or incomplete: never finished
+
+    resumed = satdask(s3, *args, "--scheduler", "threads", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    attrs = s3_arrays(s3, out)[1]
+    assert attrs["complete"] is True and attrs["resume"]["blocks_reused"] >= 1
+    assert attrs["resume"]["blocks_reused"] + attrs["resume"]["blocks_computed"] == 64
+    assert not journal_path(out).exists()
