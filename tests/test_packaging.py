@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # conda-forge splits dask[distributed] into two packages
-CONDA_NAMES = {"dask[distributed]": ["dask", "distributed"]}
+CONDA_NAMES = {"dask[distributed]": ["dask", "distributed"], "moto[server]": ["moto"]}
 # extras installed in an environment of their own, never in the conda one
 # (airflow: .venv-airflow, so its pins cannot clash with the service's)
 OWN_ENVIRONMENT = {"airflow"}
