@@ -27,6 +27,7 @@ def write_geotiff(
     nodata: float | None = None,
     blocksize: int = 256,
     compress: str | None = "deflate",
+    interleave: str | None = None,
     tags: dict[str, str] | None = None,
 ) -> Path:
     """A real tiled GeoTIFF of `data` (band, y, x)."""
@@ -45,6 +46,8 @@ def write_geotiff(
         profile.update(tiled=True, blockxsize=blocksize, blockysize=blocksize)
     if compress:
         profile["compress"] = compress
+    if interleave:
+        profile["interleave"] = interleave
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
         if tags:

@@ -27,11 +27,14 @@ class Cluster:
     workers: list[subprocess.Popen[bytes]]
 
 
-def start(args: list[str | Path], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+def start(
+    args: list[str | Path], log: Path, cwd: Path, *, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """A process with its output in a file (a PIPE nobody reads would block it)."""
     with open(log, "wb") as out:
         return subprocess.Popen(
             [str(a) for a in args],
+            env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -62,7 +65,9 @@ def dask_cluster(root: Path, *, workers: int = 2, nanny: bool = True) -> Iterato
     """`dask scheduler` plus single-threaded `dask worker` processes on loopback.
 
     Without a nanny, a worker killed with SIGKILL stays dead: its tasks must move.
+    Workers start without any GDAL_* variable of this process: satdask must set its own.
     """
+    worker_env = {k: v for k, v in os.environ.items() if not k.startswith(("GDAL_", "VSI_"))}
     from distributed import Client
 
     logs = root / "logs"
@@ -109,6 +114,7 @@ def dask_cluster(root: Path, *, workers: int = 2, nanny: bool = True) -> Iterato
                     + ([] if nanny else ["--no-nanny"]),
                     logs / f"worker-{i}.log",
                     root,
+                    env=worker_env,
                 )
             )
         with Client(address, timeout=START_TIMEOUT) as client:

@@ -7,6 +7,7 @@ both ways, through the CLI and through `run_batch(client=...)`, and compare.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ import zarr
 from procs import BIN, START_TIMEOUT, Cluster, dask_cluster
 
 from satdask import ModelRegistry, open_run, run_batch
+from satdask.scene import GDAL_OPTIONS
 
 pytestmark = pytest.mark.cluster
 
@@ -113,6 +115,13 @@ def test_cli_on_a_distributed_scheduler_matches_threads(
     assert {k: v for k, v in a["config"].items() if k != "scheduler"} == {
         k: v for k, v in b["config"].items() if k != "scheduler"
     }
+
+    # satdask's GDAL settings reached both worker processes (started without any GDAL_*).
+    from distributed import Client
+
+    with Client(cluster.address, timeout=START_TIMEOUT) as client:
+        seen = client.run(lambda: {k: os.environ.get(k) for k in GDAL_OPTIONS})
+    assert list(seen.values()) == [GDAL_OPTIONS, GDAL_OPTIONS]
 
     # One task per block, shared by both workers (queuing hands each idle worker work).
     done = {name: after[name] - before.get(name, 0) for name in after}
