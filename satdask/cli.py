@@ -123,7 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_models_list)
 
     s = _command(sub, "serve", help="serve single-tile predictions over HTTP")
-    s.add_argument("--data-root", type=Path, help="folder of scenes (SATDASK_DATA_ROOT)")
+    s.add_argument(  # text: Path() would turn http://host/ into http:/host
+        "--data-root", help="folder, or http(s):// or s3:// prefix, of scenes (SATDASK_DATA_ROOT)"
+    )
     s.add_argument("--model", help="registry DIR[:ID] (SATDASK_MODEL)")
     s.add_argument("--host", help="bind address (SATDASK_HOST, default 127.0.0.1)")
     s.add_argument("--port", type=int, help="port (SATDASK_PORT, default 8000)")
