@@ -43,13 +43,13 @@ with rasterio.Env(GDAL_CACHEMAX=64 * 2**20), rasterio.open(path) as src:
     h, w = src.height, src.width
     wins = [Window(c, r, min(step, w - c), min(step, h - r))
             for r in range(0, h, step) for c in range(0, w, step)]
-    with ThreadPoolExecutor(os.cpu_count()) as pool:
+    with ThreadPoolExecutor(int(os.environ["BENCH_WORKERS"])) as pool:
         total = sum(pool.map(lambda win: int(handle().read(window=win).sum(dtype=np.uint64)), wins))
 print(total)
 """
 
 COARSEN = """
-import sys
+import os, sys
 import dask, rioxarray
 da = rioxarray.open_rasterio(sys.argv[1], chunks={"band": -1, "y": 2048, "x": 2048}, lock=False)
 with dask.config.set(scheduler="threads"):
@@ -60,7 +60,8 @@ print(float(means.mean()))
 COARSEN_LOCAL = COARSEN.replace(
     'with dask.config.set(scheduler="threads"):',
     "from distributed import Client, LocalCluster\n"
-    "with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as c, "
+    "with LocalCluster(n_workers=int(os.environ['BENCH_WORKERS']), threads_per_worker=1,"
+    " dashboard_address=None) as c, "
     "Client(c):",
 )
 
@@ -163,11 +164,15 @@ def methods(scene: Path, registry: Path, out: Path, *, workers: int, full: bool)
         return [*SATDASK, "infer", str(scene), "--model", str(registry), "--out", str(out), *extra]
 
     found = [
-        Method("floor (2 threads)", [*PY, FLOOR, str(scene)]),
+        Method(f"floor ({workers} threads)", [*PY, FLOOR, str(scene)]),
         Method("satdask threads", infer("--scheduler", "threads")),
-        Method(f"satdask LocalCluster ({workers} workers)", infer("--scheduler", "local")),
+        Method(
+            f"satdask LocalCluster (1 worker, {workers} threads)", infer("--scheduler", "local")
+        ),
         Method("xarray coarsen, threads", [*PY, COARSEN, str(scene)]),
-        Method("xarray coarsen, LocalCluster", [*PY, COARSEN_LOCAL, str(scene)]),
+        Method(
+            f"xarray coarsen, LocalCluster ({workers} workers)", [*PY, COARSEN_LOCAL, str(scene)]
+        ),
         Method("chunk == tile, threads", infer("--scheduler", "threads", "--tiles-per-chunk", "1")),
     ]
     if full:
@@ -187,7 +192,12 @@ def run(size: int, *, repeats: int, workers: int, full: bool, compressed_only: b
     for scene in [deflate] if compressed_only else [deflate, raw]:
         with tempfile.TemporaryDirectory() as tmp:
             registry = Path(tmp) / "models"
-            env = os.environ | {"SATDASK_CACHE_DIR": str(Path(tmp) / "cache")}
+            # every method gets `workers` threads or workers (dask reads DASK_NUM_WORKERS)
+            env = os.environ | {
+                "SATDASK_CACHE_DIR": str(Path(tmp) / "cache"),
+                "DASK_NUM_WORKERS": str(workers),
+                "BENCH_WORKERS": str(workers),
+            }
             subprocess.run(
                 [
                     *SATDASK,
@@ -202,7 +212,8 @@ def run(size: int, *, repeats: int, workers: int, full: bool, compressed_only: b
                 capture_output=True,
                 env=env,
             )
-            subprocess.run([*PY, FLOOR, str(scene)], check=True, capture_output=True)  # warm cache
+            warm = [*PY, FLOOR, str(scene)]
+            subprocess.run(warm, check=True, capture_output=True, env=env)  # the page cache
             out = Path(tmp) / "run.zarr"
             todo = methods(scene, registry, out, workers=workers, full=full)
             for _ in range(repeats):
@@ -233,7 +244,12 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="4096 x 4096 only, compressed")
     p.add_argument("--sizes", type=int, nargs="+", default=[8192, 16384])
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 4))
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="threads (or workers) for every method: the scaling knob",
+    )
     p.add_argument("--compressed-only", action="store_true")
     p.add_argument(
         "--no-slow",

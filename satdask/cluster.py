@@ -85,7 +85,7 @@ def _local_client(threads: int | None, log: Logger) -> Iterator[Client]:
     """
     from distributed import Client, LocalCluster
 
-    n = threads or os.cpu_count() or 1
+    n = threads or dask.config.get("num_workers", None) or os.cpu_count() or 1
     with (
         LocalCluster(
             n_workers=1,
