@@ -64,6 +64,25 @@ def corrupt_block(path: Path, *, x: int, y: int) -> None:
         f.write(b"\xff" * 16)
 
 
+def store_arrays(store: Any) -> dict[str, np.ndarray]:
+    """The per-tile arrays of a run store (a path, URL or fsspec mapper)."""
+    import xarray as xr
+
+    from satdask.inference import VARIABLES
+
+    ds = xr.open_zarr(store, decode_coords="all")
+    return {name: ds[name].values for name in VARIABLES}
+
+
+def assert_same_arrays(a: Any, b: Any) -> None:
+    """Bit for bit (NaN included), every per-tile array of two run stores."""
+    x, y = store_arrays(a), store_arrays(b)
+    for name in x:
+        assert x[name].dtype == y[name].dtype, name
+        assert x[name].shape == y[name].shape, name
+        assert x[name].tobytes() == y[name].tobytes(), name
+
+
 @pytest.fixture(scope="session", autouse=True)
 def private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Keep the hash cache of test runs (and their subprocesses) out of the user's home."""

@@ -6,26 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import corrupt_block
+from conftest import assert_same_arrays, corrupt_block, store_arrays
 
 from satdask import ModelRegistry, RunError, ThresholdModel, open_run, open_scene, run_batch
 from satdask.batch import RunResult
 from satdask.features import STATUS_FAILED, STATUS_OK
 from satdask.store import ATTRS_KEY
-
-VARIABLES = ("prediction", "mean_intensity", "std_intensity", "valid_fraction", "status")
-
-
-def arrays(path: Path) -> dict[str, np.ndarray]:
-    ds = xr.open_zarr(path, decode_coords="all")
-    return {name: ds[name].values for name in VARIABLES}
-
-
-def assert_same_arrays(a: Path, b: Path) -> None:
-    x, y = arrays(a), arrays(b)
-    for name in VARIABLES:
-        assert x[name].dtype == y[name].dtype, name
-        assert x[name].tobytes() == y[name].tobytes(), name
 
 
 @pytest.fixture
@@ -75,7 +61,7 @@ def test_attrs_trace_the_run(threaded_run: RunResult, sample_tif: Path, artifact
 
 
 def test_predictions_follow_the_threshold(threaded_run: RunResult, artifact) -> None:
-    out = arrays(threaded_run.path)
+    out = store_arrays(threaded_run.path)
     ok = out["status"] == STATUS_OK
     expected = (out["mean_intensity"] > artifact.model.threshold).astype(np.int8)
     np.testing.assert_array_equal(out["prediction"][ok], expected[ok])
@@ -144,7 +130,7 @@ def test_an_undecodable_block_fails_only_its_tile(
     run = run_batch(
         path, model, tmp_path / "run.zarr", scheduler="threads", tiles_per_chunk=tiles_per_chunk
     )
-    out = arrays(run.path)
+    out = store_arrays(run.path)
     failed = np.zeros((3, 3), bool)
     failed[1, 2] = True
     np.testing.assert_array_equal(out["status"] == STATUS_FAILED, failed)

@@ -25,13 +25,14 @@ import rasterio
 import xarray as xr
 import zarr
 from affine import Affine
+from conftest import store_arrays
 
 from satdask import __version__, open_run
+from satdask.inference import VARIABLES
 
 SATDASK = Path(sys.executable).parent / "satdask"
 TIMEOUT = 180  # seconds per command; generous for a loaded CI machine, never reached normally
 EXIT_ERROR, EXIT_USAGE = 1, 2
-VARIABLES = ("prediction", "mean_intensity", "std_intensity", "valid_fraction", "status")
 BAD_SHA = "0" * 64
 
 
@@ -77,11 +78,6 @@ def snapshot(path: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
     }
-
-
-def store_arrays(path: Path) -> dict[str, np.ndarray]:
-    ds = xr.open_zarr(path, decode_coords="all")
-    return {name: ds[name].values for name in VARIABLES}
 
 
 def sha256_of(path: Path) -> str:

@@ -12,10 +12,9 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-import xarray as xr
 import zarr
+from conftest import assert_same_arrays
 from procs import BIN, START_TIMEOUT, Cluster, dask_cluster
 
 from satdask import ModelRegistry, open_run, run_batch
@@ -25,7 +24,6 @@ pytestmark = pytest.mark.cluster
 
 SATDASK = BIN / "satdask"
 RUN_TIMEOUT = 180  # seconds per satdask command; never reached normally
-VARIABLES = ("prediction", "mean_intensity", "std_intensity", "valid_fraction", "status")
 
 
 @pytest.fixture(scope="module")
@@ -63,20 +61,6 @@ def infer(scene: Path, registry: Path, out: Path, scheduler: str) -> Path:
     return out
 
 
-def arrays(path: Path) -> dict[str, np.ndarray]:
-    ds = xr.open_zarr(path, decode_coords="all")
-    return {name: ds[name].values for name in VARIABLES}
-
-
-def assert_bit_identical(a: Path, b: Path) -> None:
-    x, y = arrays(a), arrays(b)
-    for name in VARIABLES:
-        assert x[name].dtype == y[name].dtype, name
-        assert x[name].shape == y[name].shape == (4, 4), name
-        np.testing.assert_array_equal(x[name], y[name], err_msg=name)  # NaN == NaN here
-        assert x[name].tobytes() == y[name].tobytes(), name
-
-
 def executed(address: str) -> dict[str, int]:
     """Tasks each worker has executed so far, by worker name."""
     from distributed import Client
@@ -104,7 +88,7 @@ def test_cli_on_a_distributed_scheduler_matches_threads(
     distributed = infer(sample_tif, sample_registry, tmp_path / "A.zarr", cluster.address)
     after = executed(cluster.address)
 
-    assert_bit_identical(distributed, threaded)
+    assert_same_arrays(distributed, threaded)
     a = zarr.open_group(distributed, mode="r").attrs["satdask"]
     b = zarr.open_group(threaded, mode="r").attrs["satdask"]
     assert a["config"]["scheduler"] == cluster.address
@@ -144,4 +128,4 @@ def test_run_batch_with_a_client_matches_threads(
     assert result.attrs["config"]["scheduler"] == f"client:{cluster.address}"
     assert result.attrs["config"]["blocks"] == 16
     assert open_run(result.path).run_id == result.run_id
-    assert_bit_identical(result.path, threaded)
+    assert_same_arrays(result.path, threaded)

@@ -17,11 +17,9 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import pytest
-import xarray as xr
 import zarr
-from conftest import RangeHandler, corrupt_block
+from conftest import RangeHandler, assert_same_arrays, corrupt_block
 from procs import dask_cluster
 
 from satdask import ModelRegistry, open_run, run_batch
@@ -30,7 +28,6 @@ from satdask.journal import journal_path
 from satdask.scene import REMOTE_RETRIES
 
 SATDASK = Path(sys.executable).parent / "satdask"
-VARIABLES = ("prediction", "mean_intensity", "std_intensity", "valid_fraction", "status")
 TIMEOUT = 180  # seconds for any one command; never reached normally
 BLOCKS = 256  # a 4096 px scene at one tile per block
 
@@ -87,17 +84,6 @@ def wait_for_segments(out: Path, proc: subprocess.Popen[str], *, at_least: int =
         assert proc.poll() is None, f"the run ended before any block was durable: {proc.stderr}"
         assert time.monotonic() < deadline
         time.sleep(0.002)
-
-
-def arrays(path: Path) -> dict[str, np.ndarray]:
-    ds = xr.open_zarr(path, decode_coords="all")
-    return {name: ds[name].values for name in VARIABLES}
-
-
-def assert_same_arrays(a: Path, b: Path) -> None:
-    x, y = arrays(a), arrays(b)
-    for name in VARIABLES:
-        assert x[name].dtype == y[name].dtype and x[name].tobytes() == y[name].tobytes(), name
 
 
 def snapshot(path: Path) -> dict[str, bytes]:
