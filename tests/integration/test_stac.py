@@ -26,7 +26,7 @@ import rasterio
 import rasterio.shutil
 import xarray as xr
 from affine import Affine
-from conftest import SCENES_DIR, write_geotiff
+from conftest import SCENES_DIR, assert_same_arrays, write_geotiff
 from pystac.extensions.eo import EOExtension
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
@@ -665,3 +665,53 @@ def test_what_counts_as_an_item_reference() -> None:
     others = ["scene.tif", "https://h/v1/items/scene.tif", "https://h/a.json.tif", 3]
     assert [is_item(ref) for ref in items] == [True] * len(items)
     assert [is_item(ref) for ref in others] == [False] * len(others)
+
+
+def test_an_item_collection_runs_as_many_scenes(
+    catalog: Catalog, rgb_registry: Path, tmp_path: Path
+) -> None:
+    """A FeatureCollection of items: a store per item, asset hrefs relative to the file."""
+    features = []
+    for item_json in (catalog.rgb_item, catalog.sample_item):
+        item = json.loads(item_json.read_text())
+        for asset in item["assets"].values():  # "./band1.tif" beside the item -> "ID/band1.tif"
+            asset["href"] = f"{item_json.parent.name}/{Path(asset['href']).name}"
+        features.append(item)
+    collection = catalog.root / "collection.json"
+    collection.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    out = tmp_path / "runs"
+
+    proc = satdask("infer", collection, "--model", rgb_registry, "--out", out, "--edge", "pad")
+
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [(s["scene"], s["status"]) for s in manifest["scenes"]] == [
+        ("rgb-byte", "complete"),
+        ("sample", "complete"),
+    ]
+    single = tmp_path / "single.zarr"
+    assert (
+        satdask(
+            "infer", catalog.rgb_item, "--model", rgb_registry, "--out", single, "--edge", "pad"
+        ).returncode
+        == 0
+    )
+    assert_same_arrays(out / "rgb-byte.zarr", single)
+
+
+def test_train_over_mixed_crs_needs_allow_mixed_crs(catalog: Catalog, tmp_path: Path) -> None:
+    scenes = [catalog.rgb_tif, catalog.sample_tif]  # EPSG:32618 and EPSG:32633
+    refused = satdask("train", *scenes, "--registry", tmp_path / "a", "--scheduler", "threads")
+    assert refused.returncode == 1 and "different CRS" in refused.stderr
+    assert not (tmp_path / "a").exists()
+    allowed = satdask(
+        "train",
+        *scenes,
+        "--registry",
+        tmp_path / "b",
+        "--scheduler",
+        "threads",
+        "--allow-mixed-crs",
+    )
+    assert allowed.returncode == 0, allowed.stderr
+    assert len(ModelRegistry(tmp_path / "b").list()) == 1
