@@ -39,9 +39,10 @@ from satdask.features import STATUS_NAMES
 from satdask.grid import TileGrid
 from satdask.inference import infer_block
 from satdask.registry import ModelArtifact, ModelRegistry, parse_model_ref
-from satdask.scene import GDAL_OPTIONS, gdal_message, is_remote
+from satdask.scene import GDAL_OPTIONS, gdal_message, is_remote, read_retries
 from service.auth import PUBLIC, api_key_guard
 from service.errors import (
+    ListingUnsupportedError,
     ModelNotReadyError,
     RasterTooLargeError,
     TileOutsideGridError,
@@ -51,6 +52,7 @@ from service.errors import (
 )
 from service.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from service.paths import MAX_PATH_CHARS, list_rasters
+from service.remote import RemoteRoot, recheck, remote_error
 from service.scenes import OpenScene, SceneStore
 from service.schemas import (
     ErrorBody,
@@ -74,6 +76,7 @@ from service.settings import Settings
 log = logging.getLogger("satdask.service")
 
 MAX_LISTED_SCENES = 10_000
+HTTP_TIMEOUTS = {"GDAL_HTTP_CONNECTTIMEOUT": "10", "GDAL_HTTP_TIMEOUT": "30"}  # seconds
 
 _ERROR_TEXT = {
     400: "Malformed JSON, a missing or invalid field, or a bad query parameter.",
@@ -82,6 +85,8 @@ _ERROR_TEXT = {
     "outside the grid.",
     413: "Request body over the size limit.",
     422: "The file is not a readable raster, or the tile cannot be decoded.",
+    501: "The data root is remote (an http(s):// or s3:// prefix), which cannot be listed.",
+    502: "The remote data root did not answer (network, credentials or a server error).",
     503: "The model is not loaded.",
 }
 
@@ -120,10 +125,12 @@ def service_gdal_env(environ: Mapping[str, str], *, cache_mb: int) -> dict[str, 
     - GDAL_PAM_ENABLED=NO: no .aux.xml side-car files read or written in the data root.
     - GDAL_CACHEMAX: the service reads tiles again and again, so a larger block cache
       than batch's; an operator's own value wins.
-    - satdask's GDAL_OPTIONS, unless already set.
+    - satdask's GDAL_OPTIONS, unless already set, and HTTP timeouts, so a remote data
+      root that stops answering fails a request (502) instead of holding a reader thread.
     """
     skip = environ.get("GDAL_SKIP", "").replace(",", " ").split()
-    out = {key: value for key, value in GDAL_OPTIONS.items() if key not in environ}
+    defaults = {**GDAL_OPTIONS, **HTTP_TIMEOUTS}
+    out = {key: value for key, value in defaults.items() if key not in environ}
     if "GDAL_CACHEMAX" not in environ:
         out["GDAL_CACHEMAX"] = str(cache_mb)
     out["GDAL_SKIP"] = " ".join(skip if "VRT" in skip else [*skip, "VRT"])
@@ -157,20 +164,22 @@ def restore_gdal_env(previous: Mapping[str, str | None]) -> None:
             os.environ[key] = value
 
 
-def public_uri(uri: Any, root: Path) -> Any:
+def public_uri(uri: Any, root: Path | RemoteRoot) -> Any:
     """A lineage URI a client may see: relative under the root, a URL without its query,
     or the bare file name for any other local path."""
     if not isinstance(uri, str) or not uri:
         return uri
+    if isinstance(root, RemoteRoot) and uri.startswith(root.url) and root.contains(uri):
+        return uri[len(root.url) :].split("?", 1)[0]
     if is_remote(uri):
         return uri.split("?", 1)[0]
     path = Path(uri)
-    if path.is_absolute() and path.is_relative_to(root):
+    if isinstance(root, Path) and path.is_absolute() and path.is_relative_to(root):
         return path.relative_to(root).as_posix()
     return path.name
 
 
-def public_lineage(lineage: Any, root: Path) -> dict[str, Any]:
+def public_lineage(lineage: Any, root: Path | RemoteRoot) -> dict[str, Any]:
     """The training lineage with scene URIs made public (see `public_uri`)."""
     out = dict(lineage)
     scenes = out.get("scenes")
@@ -225,14 +234,28 @@ class Runtime:
         `read_tile` rebuilds the `RasterSource` from the DataArray on every call, and
         that xarray indexing held the GIL for about a tenth of a request. The cached
         source is rebuilt whenever the file's (size, mtime) changes (see SceneStore).
+        `RasterSource.read` retries a remote read (counted in the retries metric); a
+        remote read that still fails is told apart by asking the store again: it does not
+        answer (502), the file is gone (404), or else the bytes did not decode (422).
         """
+        retries = read_retries()
         try:
             return opened.source.read(grid.window(row, col))
         except (RasterioError, OSError) as exc:
             self.metrics.tile_read_failures.inc()
             reason = gdal_message(exc) if isinstance(exc, RasterioError) else "I/O error"
+            root, uri = self.settings.data_root, opened.source.uri
+            if isinstance(root, RemoteRoot) and isinstance(exc, RasterioError):
+                store = recheck(root, uri, reason)  # the store's failure, or None
+                if store is not None:
+                    if store[0] == "missing":
+                        self.scenes.forget(opened.path)
+                    raise remote_error(opened.path, uri, *store) from None
             detail = f"{opened.path}: tile ({row}, {col}) cannot be read ({reason})"
-            raise TileReadError(public_message(detail, self.settings.data_root)) from None
+            raise TileReadError(public_message(detail, root)) from None
+        finally:
+            if retried := read_retries() - retries:
+                self.metrics.remote_read_retries.inc(retried)
 
     def infer_tile(self, request: SceneTileRequest, artifact: ModelArtifact) -> SceneTileResponse:
         opened = self.scene(request.scene)
@@ -383,7 +406,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         summary="Predict one tile",
         description="`{tile_path}`: a whole raster as one tile (the reference pipeline's "
         "contract). `{scene, row, col}`: one tile of a scene in the service's tile grid.",
-        responses=_errors(400, 401, 404, 413, 422, 503),
+        responses=_errors(400, 401, 404, 413, 422, 502, 503),
     )
     async def infer(
         data: Annotated[InferRequest, Body(media_type=RequestEncodingType.JSON)],
@@ -397,17 +420,24 @@ def create_app(settings: Settings | None = None) -> Litestar:
             return result
         return await rt.in_thread(rt.infer_whole, data, artifact, key=data.tile_path)
 
-    @get("/scenes", summary="List the rasters under the data root", responses=_errors(401))
+    @get(
+        "/scenes",
+        summary="List the rasters under the data root",
+        description="A local data root only: under a remote one (an http(s):// or s3:// "
+        "prefix) the answer is 501, and scenes are named by a path the client knows.",
+        responses=_errors(401, 501),
+    )
     async def scenes() -> SceneList:
-        found, truncated = await rt.in_thread(
-            lambda: list_rasters(settings.data_root, limit=MAX_LISTED_SCENES)
-        )
+        root = settings.data_root
+        if isinstance(root, RemoteRoot):
+            raise ListingUnsupportedError
+        found, truncated = await rt.in_thread(lambda: list_rasters(root, limit=MAX_LISTED_SCENES))
         return SceneList(scenes=found, truncated=truncated)
 
     @get(
         "/scenes/info",
         summary="A scene's CRS, shape, bands, dtype and tile grid",
-        responses=_errors(400, 401, 404, 422),
+        responses=_errors(400, 401, 404, 422, 502),
     )
     async def scene_info(
         path: Annotated[

@@ -13,7 +13,7 @@ import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from satdask.errors import (
     GridError,
@@ -23,6 +23,9 @@ from satdask.errors import (
     SceneError,
     ValidationError,
 )
+
+if TYPE_CHECKING:
+    from service.remote import RemoteRoot
 
 log = logging.getLogger("satdask.service")
 
@@ -50,6 +53,26 @@ class RasterTooLargeError(SceneError):
     """A whole-raster request (`tile_path`) over the service's pixel limit."""
 
 
+class RemoteUnavailableError(SatdaskError):
+    """A remote data root that did not answer (network, credentials, a server error).
+
+    The message names the scene only: the URL and the store's reason go to the log.
+    """
+
+    def __init__(self, rel: str) -> None:
+        super().__init__(f"{rel}: the data root did not answer; try again later")
+
+
+class ListingUnsupportedError(SatdaskError):
+    """`GET /scenes` on a remote data root: a plain HTTP server cannot be listed."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the data root is a remote URL prefix, which cannot be listed; "
+            "name a scene by its path relative to the data root"
+        )
+
+
 class ModelNotReadyError(SatdaskError):
     """No model is loaded; the service is alive but not ready."""
 
@@ -64,6 +87,8 @@ STATUS_BY_ERROR: Mapping[type[BaseException], int] = {
     TileReadError: 422,
     RasterTooLargeError: 422,
     ModelNotReadyError: 503,
+    ListingUnsupportedError: 501,
+    RemoteUnavailableError: 502,
     ConfigError: 500,
     SceneError: 422,
     ValidationError: 422,
@@ -83,14 +108,21 @@ def status_for(exc: BaseException) -> int:
 
 # An absolute path: a '/' at the start or after a space, quote, bracket or '='.
 _ABSOLUTE_PATH = re.compile(r"(?<![^\s'\"(\[=])/[^\s'\",;()\[\]]+")
+# A URL (scheme://...): the host of a remote data root is the server's business.
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\",;()\[\]]*")
 
 
-def public_message(message: str, root: Path | None) -> str:
-    """`message` with paths under `root` made relative and any other absolute path hidden."""
+def public_message(message: str, root: Path | RemoteRoot | None) -> str:
+    """`message` with paths under `root` made relative and any other absolute path or URL
+    hidden."""
     text = message
-    if root is not None:
+    if isinstance(root, Path):
         prefix = str(root).rstrip("/")
         text = text.replace(prefix + "/", "").replace(prefix, ".")
+    elif root is not None:
+        for prefix in root.vsi_prefixes():
+            text = text.replace(prefix, "")
+    text = _URL.sub("<url>", text)
     text = _ABSOLUTE_PATH.sub("<path>", text)
     return " ".join(text.split())
 
@@ -103,7 +135,7 @@ def error_body(status_code: int, detail: str, extra: Any = None) -> dict[str, An
 
 
 def describe_exception(
-    exc: Exception, root: Path | None
+    exc: Exception, root: Path | RemoteRoot | None
 ) -> tuple[int, dict[str, Any], Mapping[str, str] | None]:
     """(status, JSON body, extra headers) for any exception: the single mapping point."""
     from litestar.exceptions import HTTPException, ValidationException
@@ -122,7 +154,7 @@ def describe_exception(
         return status, error_body(status, detail, extra), exc.headers or None
     if isinstance(exc, SatdaskError):
         status = status_for(exc)
-        if status >= 500 and not isinstance(exc, ModelNotReadyError):
+        if status >= 500 and not isinstance(exc, ModelNotReadyError | ListingUnsupportedError):
             log.error("service error: %s", exc)
         return status, error_body(status, public_message(str(exc), root)), None
     log.error("internal error", exc_info=exc)

@@ -34,8 +34,10 @@ LATENCY_BUCKETS = (
     0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 )  # fmt: skip
 CLASS_NAMES = {-1: "none", 0: "dark", 1: "bright"}
-# What became of a file the service looked at after path resolution (see SceneStore).
-OPEN_OUTCOMES = ("ok", "empty", "not_tiff", "unreadable")
+# What became of a file the service looked at after path resolution (see SceneStore);
+# missing and unavailable happen under a remote data root only (a local path is resolved
+# before anything is looked at).
+OPEN_OUTCOMES = ("ok", "empty", "not_tiff", "unreadable", "missing", "unavailable")
 _SEEN = "satdask.metrics"
 
 
@@ -66,6 +68,11 @@ class Metrics:
         self.tile_read_failures = Counter(
             "satdask_tile_read_failures", "Tiles whose pixels could not be decoded.", registry=r
         )
+        self.remote_read_retries = Counter(
+            "satdask_remote_read_retries",
+            "Remote tile reads retried after a failure (satdask.scene.REMOTE_RETRIES per read).",
+            registry=r,
+        )
         self.model_info = Info("satdask_model", "The loaded model.", registry=r)
         self.model_loaded = Gauge(
             "satdask_model_loaded", "1 when a model is loaded (ready), else 0.", registry=r
@@ -76,7 +83,8 @@ class Metrics:
         self.scene_opens = Counter(
             "satdask_scene_opens",
             "Files under the data root looked at after path resolution, by outcome: ok "
-            "(opened as a scene), empty, not_tiff (sniffed, never given to GDAL), unreadable.",
+            "(opened as a scene), empty, not_tiff (sniffed, never given to GDAL), unreadable, "
+            "and for a remote root missing and unavailable (the store did not answer).",
             ("outcome",),
             registry=r,
         )

@@ -5,6 +5,12 @@ An entry remembers the file's (size, mtime) and is reopened when they change; a
 file that cannot be opened is remembered too (with its error), so a bad file is
 not reprobed on every request. Entries hold no GDAL handle: `read_tile` keeps one
 handle per thread, as GDAL requires.
+
+Under a remote root (`service.remote`) there is nothing to stat without a request, so
+remote files are taken as immutable, as COGs in object storage are: an opened scene is
+kept until evicted, and only opened scenes are kept. A failed look is asked again next
+time, so a scene uploaded after a client asked for it is found, and a store that did not
+answer once is not remembered as broken.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ from satdask.scene import RasterSource, open_scene, scene_nodata, scene_source
 from satdask.tiles import scene_grid
 from service.errors import NotFoundError
 from service.paths import is_tiff, resolve_under
+from service.remote import RemoteRoot, look, remote_error, store_failure
+
+REMOTE_STAMP = (0, 0)  # what RasterSource uses for a URL, too
 
 
 @dataclass(frozen=True)
@@ -59,7 +68,7 @@ class _Entry:
 class SceneStore:
     def __init__(
         self,
-        root: Path,
+        root: Path | RemoteRoot,
         *,
         tile_size: int,
         edge: str,
@@ -84,6 +93,8 @@ class SceneStore:
 
     def get(self, text: object) -> OpenScene:
         """The open scene at a client's relative path; NotFoundError or the open error."""
+        if isinstance(self.root, RemoteRoot):
+            return self._get_remote(self.root, text)
         rel, real, st = resolve_under(self.root, text)
         stamp = (st.st_size, st.st_mtime_ns)
         with self._lock:
@@ -102,6 +113,52 @@ class SceneStore:
         assert entry.scene is not None
         return entry.scene
 
+    def forget(self, rel: str) -> None:
+        """Drop a scene whose remote file turned out to be gone, so it is looked at again."""
+        with self._lock:
+            self._entries.pop(rel, None)
+
+    def _get_remote(self, root: RemoteRoot, text: object) -> OpenScene:
+        rel, url = root.join(text)  # NotFoundError before any request
+        with self._lock:
+            entry = self._entries.get(rel)
+            if entry is not None:
+                self._entries.move_to_end(rel)
+        if entry is None:
+            self.opened += 1
+            outcome, opened, error = self._load_remote(root, rel, url)
+            if self._on_open is not None:
+                self._on_open(outcome)
+            if error is not None:
+                raise error
+            assert opened is not None
+            entry = _Entry(REMOTE_STAMP, opened, None)
+            with self._lock:
+                self._entries[rel] = entry
+                self._entries.move_to_end(rel)
+                while len(self._entries) > self.capacity:
+                    self._entries.popitem(last=False)
+        assert entry.scene is not None
+        return entry.scene
+
+    def _load_remote(
+        self, root: RemoteRoot, rel: str, url: str
+    ) -> tuple[str, OpenScene | None, SatdaskError | None]:
+        """(outcome, scene, error): a look (GTiff only, uncached), then `open_scene`."""
+        failed = look(root, url)
+        if failed is not None:
+            failure, message = failed
+            return failure, None, remote_error(rel, url, failure, message)
+        try:
+            return "ok", self._scene(rel, url, REMOTE_STAMP), None
+        except SatdaskError as exc:
+            # The look found a TIFF: a scene check (no CRS, ...) fails on the file itself,
+            # while GDAL failing now means the store stopped answering in between.
+            failure = store_failure(str(exc), url) if type(exc) is SceneError else None
+            if failure is not None:
+                return failure, None, remote_error(rel, url, failure, str(exc))
+            return "unreadable", None, exc
+
     def _open(self, rel: str, real: Path, stamp: tuple[int, int]) -> _Entry:
         self.opened += 1
         outcome, entry = self._load(rel, real, stamp)
@@ -116,31 +173,35 @@ class SceneStore:
             error = SceneError(f"{rel}: not a readable raster (not a TIFF)")
             return "not_tiff", _Entry(stamp, None, error)
         try:
-            scene = open_scene(real, tile_size=self.tile_size)
-            try:
-                grid = scene_grid(scene, edge=self.edge)  # type: ignore[arg-type]
-            except GridError:  # no full tile under 'skip': an empty grid, every tile is 404
-                grid = TileGrid(
-                    scene.sizes["y"],
-                    scene.sizes["x"],
-                    scene.rio.transform(recalc=False),
-                    self.tile_size,
-                    self.edge,  # type: ignore[arg-type]
-                )
-            crs = scene.rio.crs
-            opened = OpenScene(
-                path=rel,
-                scene=scene,
-                grid=grid,
-                nodata=scene_nodata(scene),
-                crs=crs.to_string() if crs else "",
-                dtype=str(np.dtype(scene.dtype)),
-                bands=int(scene.sizes["band"]),
-                stamp=stamp,
-                source=scene_source(scene),
-            )
+            opened = self._scene(rel, real, stamp)
         except NotFoundError:
             raise
         except SatdaskError as exc:
             return "unreadable", _Entry(stamp, None, exc)
         return "ok", _Entry(stamp, opened, None)
+
+    def _scene(self, rel: str, target: Path | str, stamp: tuple[int, int]) -> OpenScene:
+        """`open_scene` on a file or URL, with the tile grid under the service's policy."""
+        scene = open_scene(target, tile_size=self.tile_size)
+        try:
+            grid = scene_grid(scene, edge=self.edge)  # type: ignore[arg-type]
+        except GridError:  # no full tile under 'skip': an empty grid, every tile is 404
+            grid = TileGrid(
+                scene.sizes["y"],
+                scene.sizes["x"],
+                scene.rio.transform(recalc=False),
+                self.tile_size,
+                self.edge,  # type: ignore[arg-type]
+            )
+        crs = scene.rio.crs
+        return OpenScene(
+            path=rel,
+            scene=scene,
+            grid=grid,
+            nodata=scene_nodata(scene),
+            crs=crs.to_string() if crs else "",
+            dtype=str(np.dtype(scene.dtype)),
+            bands=int(scene.sizes["band"]),
+            stamp=stamp,
+            source=scene_source(scene),
+        )

@@ -14,6 +14,7 @@ from typing import Any
 
 from satdask.grid import EDGE_POLICIES
 from service.errors import ConfigError
+from service.remote import RemoteRoot, looks_like_url
 
 PREFIX = "SATDASK_"
 
@@ -69,11 +70,12 @@ def _optional_text(value: Any) -> str | None:
 class Settings:
     """Everything the service can be told; each field is `SATDASK_<FIELD>` in the environment.
 
-    `data_root` is resolved once, so every containment check compares against the real
-    directory. `api_key` never appears in the repr.
+    `data_root` is a directory, resolved once so every containment check compares against
+    the real directory, or a remote prefix (`RemoteRoot`: an http(s):// or s3:// URL, given
+    as text). `api_key` never appears in the repr.
     """
 
-    data_root: Path
+    data_root: Path | RemoteRoot
     model: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
@@ -96,10 +98,7 @@ class Settings:
             raise ConfigError(
                 f"{PREFIX}LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, got {self.log_level!r}"
             )
-        root = Path(self.data_root).expanduser()
-        if not root.is_dir():
-            raise ConfigError(f"data root {str(root)!r} is not a directory")
-        object.__setattr__(self, "data_root", root.resolve())
+        object.__setattr__(self, "data_root", _data_root(self.data_root))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -116,7 +115,6 @@ class Settings:
             raise ConfigError(f"unknown service setting(s): {', '.join(sorted(unknown))}")
         if "data_root" not in values or not str(values["data_root"]):
             raise ConfigError(f"no data root: pass --data-root or set {PREFIX}DATA_ROOT")
-        values["data_root"] = Path(values["data_root"])
         return cls(**values)
 
     def to_env(self) -> dict[str, str]:
@@ -129,6 +127,26 @@ class Settings:
             elif value is not None:
                 out[PREFIX + f.name.upper()] = str(value)
         return out
+
+
+def _data_root(value: Any) -> Path | RemoteRoot:
+    """A remote prefix from URL text, else a directory (resolved).
+
+    URLs must arrive as text: `Path("http://host/x")` has already lost a slash.
+    """
+    if isinstance(value, RemoteRoot):
+        return value
+    if isinstance(value, str) and looks_like_url(value):
+        return RemoteRoot.parse(value)
+    text = str(value)
+    if text.startswith("/vsi"):
+        raise ConfigError(
+            f"data root {text!r}: give a remote root as its URL (http://, https:// or s3://)"
+        )
+    root = Path(text).expanduser()
+    if not root.is_dir():
+        raise ConfigError(f"data root {str(root)!r} is not a directory")
+    return root.resolve()
 
 
 _LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")

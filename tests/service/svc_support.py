@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -11,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_from_bytes
 
 import httpx
 import numpy as np
@@ -21,6 +23,8 @@ SCENES_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "scenes"
 # Shared CC0 scenes copied into the test data root when present
 SHARED_SCENES = ("RGB.byte.tif", "shade.tif", "RGBA.uint16.tif")
 API_KEY = "test-key-0123456789"
+NOT_FOUND = {"status_code": 404, "detail": "no such scene under the data root"}
+JSON = {"content-type": "application/json"}
 TRANSFORM = Affine(10.0, 0.0, 400000.0, 0.0, -10.0, 6000000.0)
 
 
@@ -124,20 +128,42 @@ class LiveServer:
 
 
 @contextmanager
-def running_server(data_root: Path, registry: Path, log: Path) -> Iterator[LiveServer]:
+def running_server(
+    data_root: Path | str, registry: Path, log: Path, *, env: dict[str, str] | None = None
+) -> Iterator[LiveServer]:
     """`satdask serve` (one worker, API_KEY) on 127.0.0.1; bounded wait for /ready, stopped
-    at the end. Its output goes to `log`."""
+    at the end. `data_root` is a folder or a remote URL prefix; `env` adds variables. Its
+    output goes to `log`."""
     port = free_port()
     cmd = serve_command(
         "--data-root", str(data_root), "--model", str(registry), "--port", str(port)
     )
+    variables = clean_env(SATDASK_API_KEY=API_KEY, **(env or {}))
     with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            cmd, env=clean_env(SATDASK_API_KEY=API_KEY), stdout=out, stderr=subprocess.STDOUT
-        )
+        proc = subprocess.Popen(cmd, env=variables, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(url, proc, log, headers={"X-API-Key": API_KEY})
         yield LiveServer(url=url, log=log, process=proc)
     finally:
         stop_server(proc)
+
+
+def json_body(field: str, variant: str | bytes) -> bytes:
+    """A POST /infer body naming `variant`: JSON-escaped text, or raw bytes as they are."""
+    if isinstance(variant, str):
+        text = json.dumps(variant)  # ASCII, with \uXXXX escapes (a lone surrogate too)
+        encoded = text.encode()
+    else:
+        encoded = b'"' + variant + b'"'  # corpus bytes hold no quote, backslash or control
+    rest = b"}" if field == "tile_path" else b', "row": 0, "col": 0}'
+    return b'{"' + field.encode() + b'": ' + encoded + rest
+
+
+def query_targets(variant: str | bytes) -> list[str]:
+    """GET /scenes/info targets: every byte percent-encoded, and only what must be."""
+    raw = variant if isinstance(variant, bytes) else variant.encode("utf-8", "surrogatepass")
+    return [
+        "/scenes/info?path=" + quote_from_bytes(raw, safe=""),
+        "/scenes/info?path=" + quote_from_bytes(raw, safe="/:~@!$'()*,;"),
+    ]

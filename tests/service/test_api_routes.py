@@ -546,14 +546,15 @@ def opens(client: Client) -> dict[str, float]:
 
 
 def test_every_file_looked_at_is_counted_by_outcome(client: Client) -> None:
-    assert opens(client) == {"ok": 0, "empty": 0, "not_tiff": 0, "unreadable": 0}
+    zero = {"ok": 0, "empty": 0, "not_tiff": 0, "unreadable": 0, "missing": 0, "unavailable": 0}
+    assert opens(client) == zero
     for name in ("sample.tif", "sample.tif", "empty.tif", "disguised.tif", "nocrs.tif"):
         client.get("/scenes/info", params={"path": name})
     client.post("/infer", json=tile("sub/tile.tif"))
     # once per file (then cached), never for a refused or missing path
     for path in ("missing.tif", "escape.tif", "../x.tif", "evil.vrt"):
         assert client.post("/infer", json=tile(path)).status_code == 404
-    assert opens(client) == {"ok": 2, "empty": 1, "not_tiff": 1, "unreadable": 1}
+    assert opens(client) == {**zero, "ok": 2, "empty": 1, "not_tiff": 1, "unreadable": 1}
 
 
 def test_a_rewritten_scene_is_reopened(

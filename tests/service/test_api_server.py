@@ -87,6 +87,7 @@ def test_the_server_disabled_gdal_vrt(live_server: LiveServer) -> None:
         (["--model", "{registry}:not-an-id"], "is not a model id"),
         ([], "no model: pass --model"),
         (["--model", "{registry}", "--data-root", "/nonexistent"], "is not a directory"),
+        (["--model", "{registry}", "--data-root", "ftp://h/x/"], "http://, https:// or s3://"),
     ],
 )
 def test_startup_fails_with_one_clear_line(

@@ -26,17 +26,24 @@ import struct
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote_from_bytes
 
 import httpx
 import pytest
-from svc_support import API_KEY, DataRoot, LiveServer, running_server, vrt_xml
+from svc_support import (
+    API_KEY,
+    JSON,
+    NOT_FOUND,
+    DataRoot,
+    LiveServer,
+    json_body,
+    query_targets,
+    running_server,
+    vrt_xml,
+)
 from traversal import JSON_ROUTES, QUERY_ROUTE, corpus, expected_status
 
 from service.loadgen import LoadResult, post_json, run_load
 
-NOT_FOUND = {"status_code": 404, "detail": "no such scene under the data root"}
-JSON = {"content-type": "application/json"}
 REQUESTS = 20_000
 CONCURRENCY = 64
 # Peak RSS of the server process (VmHWM) over its whole life: start-up, this module's
@@ -232,26 +239,6 @@ def opens(http: httpx.Client) -> dict[str, float]:
     text = http.get("/metrics").text
     outcomes = ("ok", "empty", "not_tiff", "unreadable")
     return {o: metric(text, "satdask_scene_opens_total", outcome=o) for o in outcomes}
-
-
-def json_body(field: str, variant: str | bytes) -> bytes:
-    """A POST /infer body naming `variant`: JSON-escaped text, or raw bytes as they are."""
-    if isinstance(variant, str):
-        text = json.dumps(variant)  # ASCII, with \\uXXXX escapes (a lone surrogate too)
-        encoded = text.encode()
-    else:
-        encoded = b'"' + variant + b'"'  # corpus bytes hold no quote, backslash or control
-    rest = b"}" if field == "tile_path" else b', "row": 0, "col": 0}'
-    return b'{"' + field.encode() + b'": ' + encoded + rest
-
-
-def query_targets(variant: str | bytes) -> list[str]:
-    """GET /scenes/info targets: every byte percent-encoded, and only what must be."""
-    raw = variant if isinstance(variant, bytes) else variant.encode("utf-8", "surrogatepass")
-    return [
-        "/scenes/info?path=" + quote_from_bytes(raw, safe=""),
-        "/scenes/info?path=" + quote_from_bytes(raw, safe="/:~@!$'()*,;"),
-    ]
 
 
 def test_traversal_corpus_opens_nothing_outside_the_root(
