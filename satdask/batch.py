@@ -26,7 +26,7 @@ from dask.callbacks import Callback
 from rasterio.errors import RasterioError
 
 from satdask import store
-from satdask.cluster import THREADS, check_scheduler, compute_client, describe
+from satdask.cluster import THREADS, Logger, check_scheduler, compute_client, describe
 from satdask.features import STATUS_NODATA, block_features
 from satdask.grid import Block, EdgePolicy, TileGrid
 from satdask.inference import VARIABLES, predict_tiles
@@ -170,6 +170,75 @@ def open_run(path: str | os.PathLike[str]) -> RunResult:
     return RunResult(store.destination(path), store.read_attrs(path))
 
 
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run will do, known before any pixel is read."""
+
+    scene: xr.DataArray
+    grid: TileGrid
+    blocks: list[Block]
+    source: RasterSource
+    nodata: float | None
+    model: TileModel
+    model_info: dict[str, Any]
+    scene_sha256: str | None
+    stac: dict[str, Any]  # a STAC item's id and assets with their sha256s; {} for a file
+    hash_s: float
+
+    @property
+    def chunks(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        return self.scene.chunks[1], self.scene.chunks[2]
+
+    @property
+    def fingerprint(self) -> dict[str, Any]:
+        """What a resumed run must share with the killed one to reuse its blocks."""
+        return {
+            "scene": self.source.uri,
+            "scene_sha256": self.scene_sha256,
+            "model_sha256": self.model_info["sha256"],
+            "tile_size": self.grid.tile_size,
+            "edge": self.grid.edge,
+            "bands": list(self.source.bands),
+            "chunks": [list(c) for c in self.chunks],
+            **self.stac,
+        }
+
+
+def plan_run(
+    scene: SceneLike,
+    model: ModelArtifact | TileModel,
+    *,
+    tile_size: int = 256,
+    tiles_per_chunk: int | None = None,
+    edge: EdgePolicy = "skip",
+    bands: Sequence[int] | None = None,
+) -> RunPlan:
+    artifact = model if isinstance(model, ModelArtifact) else None
+    tile_model = artifact.model if artifact else model
+    opened = as_scene(scene, tile_size=tile_size, tiles_per_chunk=tiles_per_chunk, bands=bands)
+    grid, blocks = scene_blocks(opened, edge=edge)
+    source = scene_source(opened)
+    model_info = (
+        artifact.describe()
+        if artifact
+        else {"id": None, "sha256": canonical_model_sha256(tile_model), "uri": None}
+    )
+    t0 = perf_counter()
+    sha, stac = scene_sha256(source.uri), stac_lineage(opened)
+    return RunPlan(
+        opened,
+        grid,
+        blocks,
+        source,
+        scene_nodata(opened),
+        tile_model,
+        model_info,
+        sha,
+        stac,
+        perf_counter() - t0,
+    )
+
+
 def run_batch(
     scene: SceneLike,
     model: ModelArtifact | TileModel,
@@ -197,130 +266,47 @@ def run_batch(
     out = store.destination(out)
     store.check_destination(out, overwrite=overwrite)
     check_scheduler(client or scheduler)
-    artifact = model if isinstance(model, ModelArtifact) else None
-    tile_model = artifact.model if artifact else model
-    opened = as_scene(scene, tile_size=tile_size, tiles_per_chunk=tiles_per_chunk, bands=bands)
-    grid, blocks = scene_blocks(opened, edge=edge)
-    source = scene_source(opened)
-    nodata = scene_nodata(opened)
-    chunks = (opened.chunks[1], opened.chunks[2])
-    model_info = (
-        artifact.describe()
-        if artifact
-        else {"id": None, "sha256": canonical_model_sha256(tile_model), "uri": None}
+    plan = plan_run(
+        scene, model, tile_size=tile_size, tiles_per_chunk=tiles_per_chunk, edge=edge, bands=bands
     )
-    timings: dict[str, float] = {"prepare_s": perf_counter() - started}
-
-    t0 = perf_counter()
-    sha = scene_sha256(source.uri)
-    stac_info = stac_lineage(opened)  # a STAC item's id and assets with their sha256s
-    timings["hash_s"] = perf_counter() - t0
-
-    fingerprint = {
-        "scene": source.uri,
-        "scene_sha256": sha,
-        "model_sha256": model_info["sha256"],
-        "tile_size": grid.tile_size,
-        "edge": edge,
-        "bands": list(source.bands),
-        "chunks": [list(chunks[0]), list(chunks[1])],
-        **stac_info,
-    }
-    journal = RunJournal.open(out, fingerprint=fingerprint, resume=resume, overwrite=overwrite)
-    run_id = journal.run_id
+    prepare_s = perf_counter() - started - plan.hash_s
+    journal = RunJournal.open(out, fingerprint=plan.fingerprint, resume=resume, overwrite=overwrite)
     log = run_logger(
-        "satdask.batch", run_id=run_id, model_id=str(model_info["id"]), scene=source.uri
+        "satdask.batch",
+        run_id=journal.run_id,
+        model_id=str(plan.model_info["id"]),
+        scene=plan.source.uri,
     )
     complete = False
     try:
-        done = {i: BlockResult.from_record(blocks[i], r) for i, r in journal.done().items()}
-        todo = [i for i in range(len(blocks)) if i not in done]
-        reused = len(done)
-        log.info("run started: %d tiles in %d blocks", grid.size, len(blocks))
-        if resume:
-            log.info("resuming: %d blocks reused, %d to compute", reused, len(todo))
-        bar = ProgressBar(len(blocks)) if progress is True else progress or None
-        if bar and reused:
-            bar.advance(reused)
-
-        def finished(index: int, result: BlockResult) -> None:
-            done[index] = result
-            journal.record(index, *result.record())
-            if bar:
-                bar.advance()
-
         t0 = perf_counter()
-        with compute_client(client or scheduler, log=log) as active:
-            _compute(
-                [blocks[i] for i in todo],
-                todo,
-                finished=finished,
-                source=source,
-                model=tile_model,
-                tile_size=grid.tile_size,
-                nodata=nodata,
-                edge=edge,
-                client=active,
-            )
-        journal.flush()
-        timings["compute_s"] = perf_counter() - t0
-        results = [done[i] for i in range(len(blocks))]
-        variables = _assemble(results, grid)
-        errors = [e for r in results for e in r.errors]
-        for e in errors:
-            log.warning("tile %s failed: %s", e["tile"], e["message"])
-
-        monitoring = summarize(
-            status=variables["status"],
-            prediction=variables["prediction"],
-            mean_intensity=variables["mean_intensity"],
-            block_latency_ms=[r.latency_ms for r in results],
-            block_tiles=[r.block.tiles for r in results],
-            run_seconds=timings["compute_s"],
-            read_retries=sum(r.retries for r in results),
-            training=getattr(tile_model, "training", None) or None,
+        results, reused = _run_blocks(
+            plan, journal, scheduler=client or scheduler, progress=progress, log=log
         )
-        health = health_report(monitoring, policy=policy or HealthPolicy())
-        c = monitoring["counts"]
-        attrs: dict[str, Any] = {
-            "run_id": run_id,
-            "created_at": datetime.now(UTC).isoformat(),
-            "model": model_info,
-            "scene": {
-                "uri": source.uri,
-                "sha256": sha,
-                "crs": opened.rio.crs.to_string(),
-                "shape": [len(source.bands), grid.height, grid.width],
-                "dtype": str(opened.dtype),
-                "nodata": nodata,
-                "acquisition_time": opened.attrs.get("acquisition_time") or None,
-                **stac_info,
-            },
-            "config": {
-                "tile_size": grid.tile_size,
-                "edge": edge,
-                "bands": list(source.bands),
-                "chunk_px": [max(chunks[0]), max(chunks[1])],
-                "blocks": len(blocks),
-                "scheduler": describe(client or scheduler),
-            },
-            "versions": versions(),
-            "counts": {
-                "tiles_total": grid.size,
-                "tiles_inferred": c["ok"],
-                "tiles_skipped": c["nodata"],
-                "tiles_failed": c["failed"],
-            },
-            "monitoring": monitoring,
-            "health": health,
-            "errors": errors,
-            "resume": {"blocks_reused": reused, "blocks_computed": len(todo)},
+        compute_s = perf_counter() - t0
+        variables = _assemble(results, plan.grid)
+        attrs = _describe_run(
+            plan,
+            results,
+            variables,
+            run_id=journal.run_id,
+            reused=reused,
+            compute_s=compute_s,
+            scheduler=describe(client or scheduler),
+            policy=policy or HealthPolicy(),
+        )
+        for e in attrs["errors"]:
+            log.warning("tile %s failed: %s", e["tile"], e["message"])
+        attrs["timings"] = {
+            "prepare_s": prepare_s,
+            "hash_s": plan.hash_s,
+            "compute_s": compute_s,
+            "total_s": perf_counter() - started,
         }
-        attrs["timings"] = {**timings, "total_s": perf_counter() - started}
         store.write_run(
             variables,
-            grid=grid,
-            crs=opened.rio.crs,
+            grid=plan.grid,
+            crs=plan.scene.rio.crs,
             attrs=attrs,
             out=out,
             staging=journal.staging,
@@ -329,14 +315,117 @@ def run_batch(
         complete = True
     finally:
         journal.close(complete=complete)
+    c = attrs["counts"]
     log.info(
         "run complete: %d inferred, %d skipped, %d failed in %.2f s",
-        c["ok"],
-        c["nodata"],
-        c["failed"],
+        c["tiles_inferred"],
+        c["tiles_skipped"],
+        c["tiles_failed"],
         perf_counter() - started,
     )
     return open_run(out)
+
+
+def _run_blocks(
+    plan: RunPlan,
+    journal: RunJournal,
+    *,
+    scheduler: str | Client | None,
+    progress: bool | ProgressBar,
+    log: Logger,
+) -> tuple[list[BlockResult], int]:
+    """Every block's result, in block order, and how many the journal already held."""
+    blocks = plan.blocks
+    done = {i: BlockResult.from_record(blocks[i], r) for i, r in journal.done().items()}
+    todo = [i for i in range(len(blocks)) if i not in done]
+    reused = len(done)
+    log.info("run started: %d tiles in %d blocks", plan.grid.size, len(blocks))
+    if reused:
+        log.info("resuming: %d blocks reused, %d to compute", reused, len(todo))
+    bar = ProgressBar(len(blocks)) if progress is True else progress or None
+    if bar and reused:
+        bar.advance(reused)
+
+    def finished(index: int, result: BlockResult) -> None:
+        done[index] = result
+        journal.record(index, *result.record())
+        if bar:
+            bar.advance()
+
+    with compute_client(scheduler, log=log) as active:
+        _compute(
+            [blocks[i] for i in todo],
+            todo,
+            finished=finished,
+            source=plan.source,
+            model=plan.model,
+            tile_size=plan.grid.tile_size,
+            nodata=plan.nodata,
+            edge=plan.grid.edge,
+            client=active,
+        )
+    journal.flush()
+    return [done[i] for i in range(len(blocks))], reused
+
+
+def _describe_run(
+    plan: RunPlan,
+    results: Sequence[BlockResult],
+    variables: Mapping[str, np.ndarray],
+    *,
+    run_id: str,
+    reused: int,
+    compute_s: float,
+    scheduler: str,
+    policy: HealthPolicy,
+) -> dict[str, Any]:
+    """The run store's attributes: lineage, config, counts, monitoring and health."""
+    monitoring = summarize(
+        status=variables["status"],
+        prediction=variables["prediction"],
+        mean_intensity=variables["mean_intensity"],
+        block_latency_ms=[r.latency_ms for r in results],
+        block_tiles=[r.block.tiles for r in results],
+        run_seconds=compute_s,
+        read_retries=sum(r.retries for r in results),
+        training=getattr(plan.model, "training", None) or None,
+    )
+    c = monitoring["counts"]
+    scene, grid = plan.scene, plan.grid
+    return {
+        "run_id": run_id,
+        "created_at": datetime.now(UTC).isoformat(),
+        "model": plan.model_info,
+        "scene": {
+            "uri": plan.source.uri,
+            "sha256": plan.scene_sha256,
+            "crs": scene.rio.crs.to_string(),
+            "shape": [len(plan.source.bands), grid.height, grid.width],
+            "dtype": str(scene.dtype),
+            "nodata": plan.nodata,
+            "acquisition_time": scene.attrs.get("acquisition_time") or None,
+            **plan.stac,
+        },
+        "config": {
+            "tile_size": grid.tile_size,
+            "edge": grid.edge,
+            "bands": list(plan.source.bands),
+            "chunk_px": [max(plan.chunks[0]), max(plan.chunks[1])],
+            "blocks": len(plan.blocks),
+            "scheduler": scheduler,
+        },
+        "versions": versions(),
+        "counts": {
+            "tiles_total": grid.size,
+            "tiles_inferred": c["ok"],
+            "tiles_skipped": c["nodata"],
+            "tiles_failed": c["failed"],
+        },
+        "monitoring": monitoring,
+        "health": health_report(monitoring, policy=policy),
+        "errors": [e for r in results for e in r.errors],
+        "resume": {"blocks_reused": reused, "blocks_computed": len(plan.blocks) - reused},
+    }
 
 
 def _compute(
