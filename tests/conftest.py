@@ -2,85 +2,21 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 import threading
+import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import rasterio
-from affine import Affine
-
-SCENES_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "scenes"
-UTM_10M = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 5000000.0)
-
-
-def write_geotiff(
-    path: Path,
-    data: np.ndarray,
-    *,
-    crs: str | None = "EPSG:32633",
-    transform: Affine = UTM_10M,
-    nodata: float | None = None,
-    blocksize: int = 256,
-    compress: str | None = "deflate",
-    interleave: str | None = None,
-    tags: dict[str, str] | None = None,
-) -> Path:
-    """A real tiled GeoTIFF of `data` (band, y, x)."""
-    bands, height, width = data.shape
-    profile: dict[str, Any] = {
-        "driver": "GTiff",
-        "width": width,
-        "height": height,
-        "count": bands,
-        "dtype": data.dtype,
-        "crs": crs,
-        "transform": transform,
-        "nodata": nodata,
-    }
-    if height >= blocksize and width >= blocksize:
-        profile.update(tiled=True, blockxsize=blocksize, blockysize=blocksize)
-    if compress:
-        profile["compress"] = compress
-    if interleave:
-        profile["interleave"] = interleave
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
-        if tags:
-            dst.update_tags(**tags)
-    return path
-
-
-def corrupt_block(path: Path, *, x: int, y: int) -> None:
-    """Overwrite the start of one compressed block so DEFLATE cannot decode it."""
-    with rasterio.open(path) as src:
-        offset = int(src.get_tag_item(f"BLOCK_OFFSET_{x}_{y}", "TIFF", bidx=1))
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        f.write(b"\xff" * 16)
-
-
-def store_arrays(store: Any) -> dict[str, np.ndarray]:
-    """The per-tile arrays of a run store (a path, URL or fsspec mapper)."""
-    import xarray as xr
-
-    from satdask.inference import VARIABLES
-
-    ds = xr.open_zarr(store, decode_coords="all")
-    return {name: ds[name].values for name in VARIABLES}
-
-
-def assert_same_arrays(a: Any, b: Any) -> None:
-    """Bit for bit (NaN included), every per-tile array of two run stores."""
-    x, y = store_arrays(a), store_arrays(b)
-    for name in x:
-        assert x[name].dtype == y[name].dtype, name
-        assert x[name].shape == y[name].shape, name
-        assert x[name].tobytes() == y[name].tobytes(), name
+from support import S3, SCENES_DIR, RangeHandler, write_geotiff
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -133,41 +69,6 @@ def sample_registry(tmp_path_factory: pytest.TempPathFactory, sample_tif: Path) 
     return directory
 
 
-class RangeHandler(SimpleHTTPRequestHandler):
-    """Static files with HTTP Range support (what GDAL's /vsicurl/ needs), counting bytes."""
-
-    bytes_sent = 0
-
-    def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
-        pass
-
-    def send_head(self):  # type: ignore[no-untyped-def]
-        path = Path(self.translate_path(self.path))
-        header = self.headers.get("Range")
-        if not path.is_file() or not header or not header.startswith("bytes="):
-            return super().send_head()
-        size = path.stat().st_size
-        start_text, _, end_text = header[len("bytes=") :].partition("-")
-        start = int(start_text)
-        end = min(int(end_text) if end_text else size - 1, size - 1)
-        f = open(path, "rb")  # noqa: SIM115  (closed by copyfile's caller)
-        f.seek(start)
-        self.send_response(206)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-        self.send_header("Content-Length", str(end - start + 1))
-        self.send_header("Accept-Ranges", "bytes")
-        self.end_headers()
-        self._remaining = end - start + 1
-        return f
-
-    def copyfile(self, source, outputfile) -> None:  # type: ignore[no-untyped-def]
-        remaining = getattr(self, "_remaining", None)
-        data = source.read() if remaining is None else source.read(remaining)
-        type(self).bytes_sent += len(data)
-        outputfile.write(data)
-
-
 @pytest.fixture
 def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A loopback HTTP server with Range support: yields (base URL, served folder)."""
@@ -183,3 +84,46 @@ def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
+    s3fs = pytest.importorskip("s3fs", reason="the s3 extra (s3fs) is part of .[dev]")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(endpoint, timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+        env = {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": endpoint,
+        }
+        fs = s3fs.S3FileSystem(
+            key="testing", secret="testing", client_kwargs={"endpoint_url": endpoint}
+        )
+        fs.mkdir("satdask-test")
+        yield S3(env, fs, "satdask-test")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)

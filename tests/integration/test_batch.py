@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import assert_same_arrays, corrupt_block, store_arrays
+from support import assert_same_arrays, corrupt_block, store_arrays
 
 from satdask import ModelRegistry, RunError, ThresholdModel, open_run, open_scene, run_batch
 from satdask.batch import RunResult

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 from affine import Affine
-from conftest import write_geotiff
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from support import write_geotiff
 from test_batch import arrays
 
 from satdask import ThresholdModel, TileGrid, infer_block, run_batch

@@ -25,7 +25,7 @@ import rasterio
 import xarray as xr
 import zarr
 from affine import Affine
-from conftest import store_arrays
+from support import store_arrays
 
 from satdask import __version__, open_run
 from satdask.inference import VARIABLES

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import zarr
-from conftest import assert_same_arrays
 from procs import BIN, START_TIMEOUT, Cluster, dask_cluster
+from support import assert_same_arrays
 
 from satdask import ModelRegistry, open_run, run_batch
 from satdask.scene import GDAL_OPTIONS

@@ -19,8 +19,8 @@ from typing import Any, ClassVar
 
 import pytest
 import zarr
-from conftest import RangeHandler, assert_same_arrays, corrupt_block
 from procs import dask_cluster
+from support import RangeHandler, assert_same_arrays, corrupt_block
 
 from satdask import ModelRegistry, open_run, run_batch
 from satdask.ingest import write_sample

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import RangeHandler, assert_same_arrays
+from support import RangeHandler, assert_same_arrays
 
 from satdask import ThresholdModel, open_scene, read_tile, run_batch, scene_grid
 from satdask.ingest import write_sample

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import assert_same_arrays
+from support import assert_same_arrays
 
 from satdask import ModelRegistry, RunError, open_run, run_batch
 from satdask.manifest import run_many, store_names

@@ -8,19 +8,14 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import xarray as xr
-from conftest import assert_same_arrays
-from procs import log_tail, start, stop
+from support import S3, assert_same_arrays
 
 from satdask.ingest import write_sample
 from satdask.journal import journal_path
@@ -29,50 +24,6 @@ s3fs = pytest.importorskip("s3fs", reason="the s3 extra (s3fs) is part of .[dev]
 
 BIN = Path(sys.executable).parent
 TIMEOUT = 180
-
-
-@dataclass(frozen=True)
-class S3:
-    env: dict[str, str]
-    fs: s3fs.S3FileSystem
-    bucket: str
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
-    root = tmp_path_factory.mktemp("moto")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    (root / "logs").mkdir()
-    server = start(
-        [BIN / "moto_server", "-H", "127.0.0.1", "-p", str(port)], root / "logs" / "moto.log", root
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(endpoint, timeout=1).close()
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, log_tail(
-                    root / "logs"
-                )
-                time.sleep(0.1)
-        env = {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": endpoint,
-        }
-        fs = s3fs.S3FileSystem(
-            key="testing", secret="testing", client_kwargs={"endpoint_url": endpoint}
-        )
-        fs.mkdir("satdask-test")
-        yield S3(env, fs, "satdask-test")
-    finally:
-        stop(server)
 
 
 def satdask(s3: S3, *args: object) -> subprocess.CompletedProcess[str]:
@@ -93,8 +44,9 @@ def run_attrs(s3: S3, url: str) -> dict:
 
 
 def test_a_scene_on_s3_runs_into_a_store_on_s3(
-    s3: S3, sample_tif: Path, sample_registry: Path, tmp_path: Path
+    moto_s3: S3, sample_tif: Path, sample_registry: Path, tmp_path: Path
 ) -> None:
+    s3 = moto_s3
     s3.fs.put(str(sample_tif), f"{s3.bucket}/scenes/sample.tif")
     scene, out = f"s3://{s3.bucket}/scenes/sample.tif", f"s3://{s3.bucket}/runs/sample.zarr"
     model = ["--model", sample_registry, "--scheduler", "threads"]
@@ -123,9 +75,10 @@ def test_a_scene_on_s3_runs_into_a_store_on_s3(
 
 
 def test_a_killed_run_leaves_nothing_complete_on_s3_and_resumes(
-    s3: S3, sample_registry: Path, tmp_path: Path
+    moto_s3: S3, sample_registry: Path, tmp_path: Path
 ) -> None:
     """Object storage has no rename: `complete: true`, written last, is the only mark."""
+    s3 = moto_s3
     local = write_sample(tmp_path / "big.tif", size=2048, bands=4)
     s3.fs.put(str(local), f"{s3.bucket}/scenes/big.tif")
     scene, out = f"s3://{s3.bucket}/scenes/big.tif", f"s3://{s3.bucket}/runs/big.zarr"

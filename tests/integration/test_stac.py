@@ -26,10 +26,10 @@ import rasterio
 import rasterio.shutil
 import xarray as xr
 from affine import Affine
-from conftest import SCENES_DIR, assert_same_arrays, write_geotiff
 from pystac.extensions.eo import EOExtension
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
+from support import SCENES_DIR, assert_same_arrays, write_geotiff
 
 from satdask import (
     ModelRegistry,

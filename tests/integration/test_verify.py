@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from conftest import write_geotiff
 from rasterio.crs import CRS
+from support import write_geotiff
 from test_cli import EXIT_ERROR, one_line_error, satdask
 
 from satdask import (

@@ -11,8 +11,8 @@ import matplotlib
 import numpy as np
 import pytest
 import rasterio
-from conftest import corrupt_block
 from rasterio.enums import ColorInterp
+from support import corrupt_block
 
 from satdask import ModelRegistry, ThresholdModel, open_scene, run_batch, scene_grid
 from satdask.features import STATUS_FAILED, STATUS_NODATA

@@ -20,11 +20,7 @@ from __future__ import annotations
 import contextlib
 import posixpath
 import shutil
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -39,6 +35,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from litestar import Litestar
 from litestar.testing import TestClient
+from support import RangeHandler
 from svc_support import (
     JSON,
     NOT_FOUND,
@@ -52,9 +49,7 @@ from svc_support import (
 )
 from traversal import JSON_ROUTES, QUERY_ROUTE, corpus, expected_status
 
-from satdask import open_scene, read_tile, scene_grid
 from satdask.ingest import write_sample
-from satdask.scene import read_retries
 from service import Settings, create_app
 from service.errors import ConfigError, NotFoundError
 from service.remote import RemoteRoot
@@ -62,15 +57,6 @@ from service.remote import RemoteRoot
 PREFIX = "/data/"
 SCENE = "scene.tif"
 TILE = {"scene": SCENE, "row": 3, "col": 5}
-TOP_CONFTEST = Path(__file__).resolve().parents[1] / "conftest.py"
-
-
-def range_handler(config: pytest.Config) -> type:
-    """tests/conftest.py's RangeHandler (that module is not importable by name from here:
-    pytest's conftest modules of two folders share the name `conftest`)."""
-    module = config.pluginmanager.get_plugin(str(TOP_CONFTEST))
-    assert module is not None, f"{TOP_CONFTEST} not loaded as a conftest"
-    return module.RangeHandler
 
 
 @dataclass
@@ -99,12 +85,8 @@ class Remote:
 
 
 @pytest.fixture(scope="module")
-def remote(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Remote]:
-    base_handler = range_handler(request.config)
-
-    class Recording(base_handler):  # type: ignore[misc,valid-type]
+def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
+    class Recording(RangeHandler):
         """Records every request target as received; answers 403 for `forbidden.tif`
         (what S3 says for a missing key when listing is not allowed) and 414 for a name
         too long for the file system."""
@@ -525,92 +507,26 @@ def test_fuzzed_paths_join_only_under_the_prefix(text: str) -> None:
 # ---------------------------------------------------------------------------
 
 
-def test_read_tile_of_a_remote_cog_reads_a_small_fraction_of_it(remote: Remote) -> None:
-    url = remote.root_url + SCENE
-    size = remote.scene_bytes
-    start = remote.sent()
-    scene = open_scene(url)
-    opened = remote.sent() - start
-    grid = scene_grid(scene)
-    retries = read_retries()
-    start = remote.sent()
-    pixels = read_tile(scene, 6, 2, grid=grid)
-    tile = remote.sent() - start
-    print(f"read_tile over HTTP: open {opened} bytes, tile (6, 2) {tile} of {size} bytes")
-    assert 0 < tile < 0.05 * size
-    assert read_retries() == retries  # a healthy server needs no retry
-    local = open_scene(remote.data.root / SCENE)
-    np.testing.assert_array_equal(pixels, read_tile(local, 6, 2, grid=grid))
-
-
 # ---------------------------------------------------------------------------
 # An S3 data root: a real moto server on 127.0.0.1
 # ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class S3:
-    env: dict[str, str]  # the standard AWS variables, endpoint included
-    fs: Any  # s3fs.S3FileSystem
-    bucket: str
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
-    s3fs = pytest.importorskip("s3fs", reason="the s3 extra (s3fs) is part of .[dev]")
-    port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(endpoint, timeout=1).close()
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-                time.sleep(0.1)
-        env = {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": endpoint,
-        }
-        fs = s3fs.S3FileSystem(
-            key="testing", secret="testing", client_kwargs={"endpoint_url": endpoint}
-        )
-        fs.mkdir("satdask-remote")
-        yield S3(env, fs, "satdask-remote")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
-
-
 def test_an_s3_prefix_serves_tiles_as_the_local_root(
-    moto: S3,
+    moto_s3: Any,
     remote: Remote,
     sample_registry: Path,
     tmp_path: Path,
     make_local: Callable[..., TestClient[Litestar]],
 ) -> None:
-    fs, bucket = moto.fs, moto.bucket
+    fs, bucket = moto_s3.fs, moto_s3.bucket
     fs.put(str(remote.data.root / SCENE), f"{bucket}/scenes/{SCENE}")
     fs.put(str(remote.data.root / "sub" / "tile.tif"), f"{bucket}/scenes/sub/tile.tif")
     fs.put(str(remote.data.secret), f"{bucket}/private/secret.tif")
     local = make_local(remote.data.root)
     root = f"s3://{bucket}/scenes/"
     with (
-        running_server(root, sample_registry, tmp_path / "s3.log", env=moto.env) as server,
+        running_server(root, sample_registry, tmp_path / "s3.log", env=moto_s3.env) as server,
         server.client() as http,
     ):
         info = http.get("/scenes/info", params={"path": SCENE})
