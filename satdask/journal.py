@@ -33,9 +33,12 @@ import numpy as np
 
 from satdask.errors import RunError
 
-# A killed run loses at most this much finished work; a flush costs two fsyncs.
+# A killed run loses at most FLUSH_SECONDS of finished work. A flush costs about a
+# millisecond (two fsyncs), so with many small blocks it waits for FLUSH_BLOCKS of them
+# and happens at most every FLUSH_MIN_SECONDS.
 FLUSH_SECONDS = 1.0
 FLUSH_BLOCKS = 16
+FLUSH_MIN_SECONDS = 0.1
 
 Record = tuple[dict[str, np.ndarray], dict[str, Any]]  # a block's arrays and its metadata
 
@@ -133,9 +136,11 @@ class RunJournal:
         return records
 
     def record(self, index: int, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
-        """Queue a finished block; durable within FLUSH_SECONDS or FLUSH_BLOCKS blocks."""
+        """Queue a finished block; it is durable within FLUSH_SECONDS."""
         self._pending[index] = (dict(arrays), dict(meta))
-        if len(self._pending) >= FLUSH_BLOCKS or monotonic() - self._flushed_at >= FLUSH_SECONDS:
+        waited = monotonic() - self._flushed_at
+        many = len(self._pending) >= FLUSH_BLOCKS and waited >= FLUSH_MIN_SECONDS
+        if many or waited >= FLUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
