@@ -27,8 +27,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from support import UTM_10M, write_geotiff
-from test_batch import corrupt_block
+from support import UTM_10M, corrupt_block, write_geotiff
 from test_cli import EXIT_ERROR, EXIT_USAGE, one_line_error, satdask
 
 from satdask import (

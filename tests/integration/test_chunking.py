@@ -17,8 +17,7 @@ from affine import Affine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from support import write_geotiff
-from test_batch import arrays
+from support import store_arrays, write_geotiff
 
 from satdask import ThresholdModel, TileGrid, infer_block, run_batch
 from satdask.inference import VARIABLES
@@ -70,7 +69,7 @@ def test_run_store_is_bit_identical_for_any_chunking(scene) -> None:
                 assert run.attrs["config"]["blocks"] == len(
                     list(grid.blocks(grid.pixel_chunks((1, 1))))
                 )
-            got = arrays(out)
+            got = store_arrays(out)
             for name in VARIABLES:
                 assert got[name].dtype == whole[name].dtype, name
                 assert got[name].tobytes() == whole[name].tobytes(), (name, k)
