@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from support import S3, SCENES_DIR, RangeHandler, write_geotiff
+from support import S3, SCENES_DIR, RangeHandler, stop_process, write_geotiff
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -121,9 +121,4 @@ def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
         fs.mkdir("satdask-test")
         yield S3(env, fs, "satdask-test")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+        stop_process(proc)

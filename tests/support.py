@@ -6,6 +6,7 @@ folder's conftest pytest imported last.
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
@@ -126,3 +127,14 @@ class S3:
     env: dict[str, str]  # the standard AWS variables, endpoint included; no GDAL names
     fs: Any  # s3fs.S3FileSystem
     bucket: str
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate, and kill what does not go within 15 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support import stop_process
 
 BIN = Path(sys.executable).parent
 DASK = BIN / "dask"
@@ -45,13 +46,7 @@ def start(
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
     """Terminate gracefully, then kill the process group if it does not go."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+    stop_process(proc)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)  # leftovers of its group (the nanny's worker)
 

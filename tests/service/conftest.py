@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
+from support import SCENES_DIR
 from svc_support import (
-    SCENES_DIR,
     SHARED_SCENES,
     DataRoot,
     LiveServer,

@@ -18,8 +18,8 @@ import httpx
 import numpy as np
 import rasterio
 from affine import Affine
+from support import stop_process
 
-SCENES_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "scenes"
 # Shared CC0 scenes copied into the test data root when present
 SHARED_SCENES = ("RGB.byte.tif", "shade.tif", "RGBA.uint16.tif")
 API_KEY = "test-key-0123456789"
@@ -96,16 +96,6 @@ def wait_until_ready(
         time.sleep(0.1)
 
 
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
-
-
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SATDASK_")}
     env.update(extra)
@@ -146,7 +136,7 @@ def running_server(
         wait_until_ready(url, proc, log, headers={"X-API-Key": API_KEY})
         yield LiveServer(url=url, log=log, process=proc)
     finally:
-        stop_server(proc)
+        stop_process(proc)
 
 
 def json_body(field: str, variant: str | bytes) -> bytes:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support import stop_process
 from svc_support import (
     API_KEY,
     DataRoot,
@@ -14,7 +15,6 @@ from svc_support import (
     clean_env,
     free_port,
     serve_command,
-    stop_server,
     wait_until_ready,
 )
 
@@ -153,4 +153,4 @@ def test_settings_come_from_the_environment(
         info = httpx.get(f"{url}/scenes/info", params={"path": "sample.tif"}).json()
         assert info["grid"]["tile_size"] == 128
     finally:
-        stop_server(proc)
+        stop_process(proc)
