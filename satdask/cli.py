@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print all run attributes as JSON")
     s.set_defaults(func=cmd_runs_show)
     s = _command(runs, "verify", help="re-read a run store and check it against its lineage")
-    s.add_argument("store", type=Path)
+    s.add_argument("store", help="a path or s3://...")
     s.add_argument("--registry", type=Path, help="model registry (default: the recorded one)")
     s.set_defaults(func=cmd_runs_verify)
 

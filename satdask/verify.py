@@ -50,7 +50,7 @@ class Check:
 
 @dataclass(frozen=True)
 class VerifyReport:
-    path: Path
+    path: store.Destination
     checks: tuple[Check, ...]
 
     @property
@@ -91,7 +91,7 @@ def verify_run(
     artifact URI the run recorded. Raises RunError only when `path` is no satdask
     run store at all; every other problem is a failed check in the report.
     """
-    path = Path(path)
+    path = store.destination(path)  # a URL (s3://...) stays a string
     group = _open_group(path)
     try:
         attrs = store.read_attrs(path)
@@ -109,7 +109,7 @@ def verify_run(
     return VerifyReport(path, tuple(checks))
 
 
-def _open_group(path: Path) -> zarr.Group:
+def _open_group(path: store.Destination) -> zarr.Group:
     try:
         group = zarr.open_group(os.fspath(path), mode="r", use_consolidated=False)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError):

@@ -64,6 +64,10 @@ def test_a_scene_on_s3_runs_into_a_store_on_s3(
 
     shown = satdask(s3, "runs", "show", out)
     assert shown.returncode == 0 and attrs["run_id"] in shown.stdout, shown.stderr
+    verified = satdask(s3, "runs", "verify", out)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "skip  scene sha256" in verified.stdout  # remote: not re-hashed, and not "pass"
+    assert "pass  model sha256" in verified.stdout
 
     again = satdask(s3, "infer", scene, *model, "--out", out)
     assert again.returncode == 1 and again.stderr.strip() == (
