@@ -26,6 +26,11 @@ from satdask.tiles import tile_dataset
 
 ATTRS_KEY = "satdask"
 CHUNK_TILES = 1024  # output chunks hold many tiles: a 16384 px scene at 256 px is one chunk
+# Zarr reads a chunk that was never written as the fill value. For the class and the
+# status that is a value no tile can have, so a lost chunk shows instead of reading as
+# "ok, dark" (the default fill, 0). Zarr's fill_value, not CF's _FillValue: nothing is
+# masked on read and the dtypes stay.
+FILL_VALUES = {"status": 255, "prediction": -128}
 
 
 Destination = Path | str  # a local path, or a URL (s3://...) for object storage
@@ -84,6 +89,8 @@ def write_run(
     chunks = (min(grid.rows, CHUNK_TILES), min(grid.cols, CHUNK_TILES))
     for name in variables:  # update, not replace: rioxarray keeps grid_mapping there
         ds[name].encoding["chunks"] = chunks
+        if name in FILL_VALUES:
+            ds[name].encoding["fill_value"] = FILL_VALUES[name]
     if isinstance(out, str):
         fs, path = _filesystem(out)
         if overwrite and fs.exists(path):

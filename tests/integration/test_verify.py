@@ -142,6 +142,18 @@ def test_a_lost_chunk_shows_as_tiles_that_disagree(run: Run) -> None:
     cli_fails(run.store, "counts")
 
 
+def test_a_lost_status_chunk_reads_as_no_status_at_all(run: Run) -> None:
+    """Zarr's fill value for status is 255, not 0 ("ok"): the loss cannot pass for data."""
+    chunks = [p for p in (run.store / "status").rglob("*") if p.is_file()]
+    chunks = [p for p in chunks if p.name != "zarr.json"]
+    assert len(chunks) == 1
+    chunks[0].unlink()
+    status = zarr.open_group(run.store, mode="r")["status"][:]
+    assert status.dtype == np.uint8 and (status == 255).all()
+    only_failure(verify_run(run.store), "counts", "disagree")
+    cli_fails(run.store, "counts")
+
+
 def test_a_wrong_dtype_is_named(run: Run) -> None:
     values = zarr.open_array(run.store / "valid_fraction", mode="r")[...]
     rewrite_array(run.store, "valid_fraction", values.astype(np.float64))
