@@ -5,18 +5,15 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from functools import partial
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from support import S3, SCENES_DIR, RangeHandler, stop_process, write_geotiff
+from support import S3, SCENES_DIR, RangeHandler, serving, stop_process, write_geotiff
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -74,16 +71,8 @@ def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A loopback HTTP server with Range support: yields (base URL, served folder)."""
     root = tmp_path / "www"
     root.mkdir()
-    handler = partial(RangeHandler, directory=str(root))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", root
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serving(RangeHandler, root) as base:
+        yield base, root
 
 
 @pytest.fixture(scope="session")

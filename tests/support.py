@@ -1,20 +1,27 @@
 """Helpers shared by the test folders: real GeoTIFFs, run-store arrays, test servers.
 
-A plain module, not a conftest: `from support import ...` resolves to whichever
+A plain module, not a conftest: `from conftest import ...` resolves to whichever
 folder's conftest pytest imported last.
 """
 
 from __future__ import annotations
 
+import math
 import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import SimpleHTTPRequestHandler
+from functools import cached_property, partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rasterio
 from affine import Affine
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 SCENES_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "scenes"
 UTM_10M = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 5000000.0)
@@ -138,3 +145,69 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=15)
+
+
+class BadPaths:
+    """Inputs that are not scenes, made on first use in `self.tmp` (bad-input tests)."""
+
+    tmp: Path
+
+    @cached_property
+    def missing(self) -> Path:
+        return self.tmp / "missing.tif"
+
+    @cached_property
+    def directory(self) -> Path:
+        path = self.tmp / "folder.tif"
+        path.mkdir(exist_ok=True)
+        return path
+
+    @cached_property
+    def text_tif(self) -> Path:
+        path = self.tmp / "notes.tif"
+        path.write_text("this is not a GeoTIFF\n")
+        return path
+
+    @cached_property
+    def plain_file(self) -> Path:
+        path = self.tmp / "registry-file"
+        path.write_text("not a directory\n")
+        return path
+
+
+@contextmanager
+def serving(handler: type[SimpleHTTPRequestHandler], directory: Path) -> Iterator[str]:
+    """`directory` served on 127.0.0.1 by `handler` in a thread; yields the base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(directory)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def scene_arrays(
+    *, tiles: st.SearchStrategy[int], max_tiles: int, max_int: int, floats: list[float]
+) -> st.SearchStrategy[tuple[np.ndarray, int, float | None, str]]:
+    """(data, tile size, nodata, edge): uint16 with nodata, or float32 with NaN and inf."""
+
+    @st.composite
+    def draw_scene(draw: st.DrawFn) -> tuple[np.ndarray, int, float | None, str]:
+        t = draw(tiles)
+        shape = (
+            draw(st.integers(1, 3)),
+            draw(st.integers(1, max_tiles)) * t + draw(st.integers(0, t - 1)),
+            draw(st.integers(1, max_tiles)) * t + draw(st.integers(0, t - 1)),
+        )
+        if draw(st.booleans()):
+            data = draw(hnp.arrays(np.uint16, shape, elements=st.integers(0, max_int)))
+            nodata: float | None = draw(st.sampled_from([None, 0.0]))
+        else:
+            data = draw(hnp.arrays(np.float32, shape, elements=st.sampled_from(floats)))
+            nodata = draw(st.sampled_from([None, 0.0, math.nan]))
+        return data, t, nodata, draw(st.sampled_from(["skip", "pad"]))
+
+    return draw_scene()

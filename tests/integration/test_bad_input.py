@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from support import UTM_10M, corrupt_block, write_geotiff
+from support import UTM_10M, BadPaths, corrupt_block, write_geotiff
 from test_cli import EXIT_ERROR, EXIT_USAGE, one_line_error, satdask
 
 from satdask import (
@@ -83,7 +83,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Shared:
 
 
 @dataclass
-class Env:
+class Env(BadPaths):
     """Inputs of one row, made on first use inside the test's own folder."""
 
     tmp: Path
@@ -111,25 +111,9 @@ class Env:
         return self.tmp / "out.zarr"
 
     @cached_property
-    def missing(self) -> Path:
-        return self.tmp / "missing.tif"
-
-    @cached_property
-    def directory(self) -> Path:
-        path = self.tmp / "folder.tif"
-        path.mkdir()
-        return path
-
-    @cached_property
     def empty(self) -> Path:
         path = self.tmp / "empty.tif"
         path.write_bytes(b"")
-        return path
-
-    @cached_property
-    def text_tif(self) -> Path:
-        path = self.tmp / "notes.tif"
-        path.write_text("this is not a GeoTIFF\n")
         return path
 
     @cached_property
@@ -193,12 +177,6 @@ class Env:
         path = self.tmp / "renamed"
         path.mkdir()
         shutil.copy(self.shared.registry / f"{self.model.id}.json", path / f"{UNKNOWN_ID}.json")
-        return path
-
-    @cached_property
-    def plain_file(self) -> Path:
-        path = self.tmp / "registry-file"
-        path.write_text("not a directory\n")
         return path
 
     @cached_property

@@ -10,35 +10,24 @@ from __future__ import annotations
 
 import math
 import tempfile
+from functools import partial
 from pathlib import Path
 
-import numpy as np
 from affine import Affine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
-from support import store_arrays, write_geotiff
+from support import scene_arrays, store_arrays, write_geotiff
 
 from satdask import ThresholdModel, TileGrid, infer_block, run_batch
 from satdask.inference import VARIABLES
 
-
-@st.composite
-def scenes(draw: st.DrawFn) -> tuple[np.ndarray, int, float | None, str]:
-    t = draw(st.sampled_from([16, 32]))
-    shape = (
-        draw(st.integers(1, 3)),
-        draw(st.integers(1, 5)) * t + draw(st.integers(0, t - 1)),
-        draw(st.integers(1, 5)) * t + draw(st.integers(0, t - 1)),
-    )
-    if draw(st.booleans()):
-        data = draw(hnp.arrays(np.uint16, shape, elements=st.integers(0, 9)))
-        nodata: float | None = draw(st.sampled_from([None, 0.0]))
-    else:
-        values = st.sampled_from([0.0, 0.5, 3.25, -1e20, math.nan, math.inf])
-        data = draw(hnp.arrays(np.float32, shape, elements=values))
-        nodata = draw(st.sampled_from([None, 0.0, math.nan]))
-    return data, t, nodata, draw(st.sampled_from(["skip", "pad"]))
+scenes = partial(
+    scene_arrays,
+    tiles=st.sampled_from([16, 32]),
+    max_tiles=5,
+    max_int=9,
+    floats=[0.0, 0.5, 3.25, -1e20, math.nan, math.inf],
+)
 
 
 @settings(

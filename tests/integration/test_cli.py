@@ -25,7 +25,7 @@ import rasterio
 import xarray as xr
 import zarr
 from affine import Affine
-from support import store_arrays
+from support import BadPaths, store_arrays
 
 from satdask import __version__, open_run
 from satdask.inference import VARIABLES
@@ -474,7 +474,7 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
 
 
 @dataclass
-class Inputs:
+class Inputs(BadPaths):
     """Paths the error cases refer to; `real` resolves a shared scene or skips."""
 
     tmp: Path
@@ -483,28 +483,6 @@ class Inputs:
     model_id: str
     store: Path
     real: Callable[[str], Path]
-
-    @cached_property
-    def missing(self) -> Path:
-        return self.tmp / "missing.tif"
-
-    @cached_property
-    def directory(self) -> Path:
-        path = self.tmp / "folder.tif"
-        path.mkdir(exist_ok=True)
-        return path
-
-    @cached_property
-    def text_tif(self) -> Path:
-        path = self.tmp / "notes.tif"
-        path.write_text("this is not a GeoTIFF\n")
-        return path
-
-    @cached_property
-    def plain_file(self) -> Path:
-        path = self.tmp / "registry-file"
-        path.write_text("not a directory\n")
-        return path
 
     @cached_property
     def tampered_registry(self) -> Path:

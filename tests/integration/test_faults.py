@@ -12,15 +12,13 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from functools import partial
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 import zarr
 from procs import dask_cluster
-from support import RangeHandler, assert_same_arrays, corrupt_block
+from support import RangeHandler, assert_same_arrays, corrupt_block, serving
 
 from satdask import ModelRegistry, open_run, run_batch
 from satdask.ingest import write_sample
@@ -202,15 +200,8 @@ def flaky_server(tmp_path: Path) -> Iterator[tuple[str, Path, type[FlakyRangeHan
     root = tmp_path / "www"
     root.mkdir()
     handler = type("Handler", (FlakyRangeHandler,), {"drop": set(), "seen": 0})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", root, handler
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serving(handler, root) as base:
+        yield base, root, handler
 
 
 def test_transient_remote_read_failures_are_retried_and_counted(

@@ -23,8 +23,6 @@ import shutil
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import partial
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
@@ -35,7 +33,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from litestar import Litestar
 from litestar.testing import TestClient
-from support import RangeHandler
+from support import RangeHandler, serving
 from svc_support import (
     JSON,
     NOT_FOUND,
@@ -123,20 +121,13 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
     write_tif(root / "forbidden.tif", rng.integers(1, 255, (1, 256, 256), dtype=np.uint8))
     (root / "notraster.tif").write_text("this is not a raster\n")
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Recording, directory=str(www)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Recording, www) as base:
         yield Remote(
-            base=f"http://127.0.0.1:{server.server_address[1]}",
+            base=base,
             www=www,
             data=DataRoot(root=root, outside=outside, secret=secret, has_rgb=False),
             handler=Recording,
         )
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from functools import partial
 
 import dask
 import dask.array as da
@@ -29,6 +30,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from rasterio.windows import bounds as window_bounds
 from rasterio.windows import from_bounds
+from support import scene_arrays
 
 from satdask import GridError, ThresholdModel, TileGrid, block_features, infer_block
 from satdask.features import STATUS_NODATA, STATUS_OK
@@ -294,23 +296,14 @@ VARIABLES = ("prediction", "mean_intensity", "std_intensity", "valid_fraction", 
 TF = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 5000000.0)
 
 
-@st.composite
-def scenes(draw: st.DrawFn) -> tuple[np.ndarray, int, float | None, str]:
-    """A scene of a few tiles per side: uint16 with nodata, or float32 with NaN."""
-    t = draw(st.integers(1, 8))
-    shape = (
-        draw(st.integers(1, 3)),
-        draw(st.integers(1, 7)) * t + draw(st.integers(0, t - 1)),
-        draw(st.integers(1, 7)) * t + draw(st.integers(0, t - 1)),
-    )
-    if draw(st.booleans()):
-        data = draw(hnp.arrays(np.uint16, shape, elements=st.integers(0, 5)))
-        nodata: float | None = draw(st.sampled_from([None, 0.0]))
-    else:
-        values = st.sampled_from([0.0, 0.1, 2.5, 1e30, -7.0, math.nan, math.inf])
-        data = draw(hnp.arrays(np.float32, shape, elements=values))
-        nodata = draw(st.sampled_from([None, 0.0, math.nan]))
-    return data, t, nodata, draw(st.sampled_from(EDGE_POLICIES))
+# A scene of a few tiles per side: uint16 with nodata, or float32 with NaN.
+scenes = partial(
+    scene_arrays,
+    tiles=st.integers(1, 8),
+    max_tiles=7,
+    max_int=5,
+    floats=[0.0, 0.1, 2.5, 1e30, -7.0, math.nan, math.inf],
+)
 
 
 def by_blocks(data: np.ndarray, grid: TileGrid, k: tuple[int, int], **options) -> dict:
