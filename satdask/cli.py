@@ -220,7 +220,8 @@ def cmd_infer(args: argparse.Namespace) -> None:
         progress=sys.stderr.isatty(),
         **_scene_kwargs(args),
     )
-    scenes = expand_collections(args.scenes)
+    # One scene is one store, unless it is an item collection (run_many expands the rest)
+    scenes = expand_collections(args.scenes) if len(args.scenes) == 1 else args.scenes
     if scenes == args.scenes and len(scenes) == 1:
         print(_summary(run_batch(scenes[0], artifact, args.out, **options)))
         return

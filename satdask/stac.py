@@ -33,6 +33,7 @@ from rasterio.windows import Window
 from satdask.errors import SatdaskError, SceneError
 from satdask.grid import check_tile_size
 from satdask.scene import (
+    REMOTE_RETRIES,
     RasterSource,
     SceneInfo,
     is_remote,
@@ -363,13 +364,13 @@ class StackSource:
     parts: tuple[RasterSource, ...]
     bands: tuple[int, ...]
 
-    def read(self, window: Window, **options: Any) -> np.ndarray:
-        """Each asset's window into one array; `options` go to every RasterSource.read."""
-        first = self.parts[0].read(window, **options)
+    def read(self, window: Window, *, retries: int = REMOTE_RETRIES) -> np.ndarray:
+        """Each asset's window into one array (each read retried as RasterSource.read)."""
+        first = self.parts[0].read(window, retries=retries)
         out = np.empty((len(self.parts), *first.shape[1:]), dtype=first.dtype)
         out[0] = first[0]
         for i, part in enumerate(self.parts[1:], start=1):
-            out[i] = part.read(window, **options)[0]
+            out[i] = part.read(window, retries=retries)[0]
         return out
 
     def subset(self, index: slice) -> StackSource:
