@@ -30,10 +30,14 @@ _ROW_SUM = {
     np.dtype("int16"): np.int32,
 }
 _MAX_ROW = 65536
-# float64 holds every integer below 2**53, so a tile's sum of squares accumulated in
-# float64 is exact while bands x T x T x max**2 stays below it (4 x 256 x 256 x
-# 65535**2 is under 2**50); past that, exact uint32 squares are summed in int64.
+# float64 holds every integer below 2**53, so while a tile's sum of squares stays below
+# it (4 bands x 256 x 256 x 65535**2 is under 2**50) every partial sum in float64 is an
+# exact integer and the order of additions cannot change the result. Past that bound
+# (many bands of wide integers) exact sums are taken in int64 instead.
 _FLOAT64_EXACT = 2**53
+# Pixels are converted to float64 a strip of rows at a time: 4 MiB, so the passes over
+# a strip stay in cache instead of streaming a float64 copy of the whole block.
+_STRIP_VALUES = 2**19
 
 
 @dataclass(frozen=True)
@@ -129,14 +133,12 @@ def _integer_moments(
     pixels (`real` False) are zeros and so add nothing.
     """
     per_tile = data.shape[0] * t * t
-    x5 = _tiles(data, t, ky, kx)
     n_real = (
         np.full((ky, kx), per_tile, dtype=np.int64)
         if real is None
         else _exact_sum(_tiles(real.view(np.uint8), t, ky, kx))
     )
-    total = _exact_sum(x5)
-    total_sq = _exact_sum_of_squares(x5)
+    total, total_sq = _exact_moment_sums(data, t, ky, kx)
     count = n_real
     if _representable(nodata, data.dtype):
         value = int(nodata)  # type: ignore[arg-type]
@@ -161,15 +163,27 @@ def _exact_sum(x5: np.ndarray) -> np.ndarray:
     return x5.sum(axis=4, dtype=narrow).sum(axis=(0, 2), dtype=np.int64)
 
 
-def _exact_sum_of_squares(x5: np.ndarray) -> np.ndarray:
-    bands, _, t, _, _ = x5.shape
-    info = np.iinfo(x5.dtype)
-    if bands * t * t * max(-int(info.min), int(info.max)) ** 2 < _FLOAT64_EXACT:
-        # einsum casts in small buffers: no squared copy of the block is made
-        sq = np.einsum("bytxs,bytxs->yx", x5, x5, dtype=np.float64, casting="unsafe")
-        return sq.astype(np.int64)
-    squares = np.multiply(x5, x5, dtype=np.uint32 if info.min == 0 else np.int32)
-    return squares.sum(axis=(0, 2, 4), dtype=np.int64)
+def _exact_moment_sums(data: np.ndarray, t: int, ky: int, kx: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-tile int64 sums of values and of squares: one pass over the block."""
+    bands = data.shape[0]
+    info = np.iinfo(data.dtype)
+    if bands * t * t * max(-int(info.min), int(info.max)) ** 2 >= _FLOAT64_EXACT:
+        x5 = _tiles(data, t, ky, kx)
+        squares = np.multiply(x5, x5, dtype=np.uint32 if info.min == 0 else np.int32)
+        return _exact_sum(x5), squares.sum(axis=(0, 2, 4), dtype=np.int64)
+    width = kx * t
+    step = min(t, max(1, _STRIP_VALUES // (bands * width)))
+    strip = np.empty((bands, step, width))
+    columns = np.zeros((2, ky, width))  # per tile row: each column's sum and sum of squares
+    for i in range(ky):  # a loop over strips of rows; each step covers every tile in them
+        for r in range(0, t, step):
+            part = strip[:, : min(step, t - r)]
+            np.copyto(part, data[:, i * t + r : i * t + r + part.shape[1]], casting="unsafe")
+            columns[0, i] += part.sum(axis=(0, 1))
+            np.multiply(part, part, out=part)
+            columns[1, i] += part.sum(axis=(0, 1))
+    sums = columns.reshape(2, ky, kx, t).sum(axis=-1).astype(np.int64)
+    return sums[0], sums[1]
 
 
 def _float_moments(
