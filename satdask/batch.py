@@ -21,7 +21,6 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 from dask.callbacks import Callback
 from rasterio.errors import RasterioError
 
@@ -36,14 +35,15 @@ from satdask.logs import run_logger
 from satdask.models.base import TileModel
 from satdask.monitoring import HealthPolicy, health_report, summarize
 from satdask.progress import ProgressBar
+from satdask.raster import PixelSource, TiledRaster, gdal_message, open_raster, read_retries
 from satdask.registry import ModelArtifact, canonical_model_sha256
-from satdask.scene import RasterSource, gdal_message, read_retries, scene_nodata, scene_source
-from satdask.stac import stac_lineage
-from satdask.tiles import scene_blocks
-from satdask.training import SceneLike, as_scene
+from satdask.stac import is_item, stac_lineage
 
 if TYPE_CHECKING:
+    import xarray as xr
     from distributed import Client
+
+    from satdask.training import SceneLike
 
 _FILL: dict[str, Any] = {
     "prediction": -1,
@@ -73,7 +73,7 @@ class BlockResult:
 
 
 def run_block(
-    source: RasterSource,
+    source: PixelSource,
     block: Block,
     *,
     model: TileModel,
@@ -97,7 +97,7 @@ def run_block(
 
 
 def _read_tile_by_tile(
-    source: RasterSource, block: Block, tile_size: int
+    source: PixelSource, block: Block, tile_size: int
 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """Slow path, only after a block read failed: find which tiles are unreadable."""
     win = block.window
@@ -174,11 +174,9 @@ def open_run(path: str | os.PathLike[str]) -> RunResult:
 class RunPlan:
     """What a run will do, known before any pixel is read."""
 
-    scene: xr.DataArray
+    raster: TiledRaster
     grid: TileGrid
     blocks: list[Block]
-    source: RasterSource
-    nodata: float | None
     model: TileModel
     model_info: dict[str, Any]
     scene_sha256: str | None
@@ -186,8 +184,8 @@ class RunPlan:
     hash_s: float
 
     @property
-    def chunks(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        return self.scene.chunks[1], self.scene.chunks[2]
+    def source(self) -> PixelSource:
+        return self.raster.source
 
     @property
     def fingerprint(self) -> dict[str, Any]:
@@ -199,7 +197,7 @@ class RunPlan:
             "tile_size": self.grid.tile_size,
             "edge": self.grid.edge,
             "bands": list(self.source.bands),
-            "chunks": [list(c) for c in self.chunks],
+            "chunks": [list(c) for c in self.raster.chunks],
             **self.stac,
         }
 
@@ -213,24 +211,37 @@ def plan_run(
     edge: EdgePolicy = "skip",
     bands: Sequence[int] | None = None,
 ) -> RunPlan:
+    """The run's raster, grid, blocks and lineage.
+
+    A file is probed straight through rasterio: xarray, which a run over a file
+    never needs, is only imported for a STAC item or a DataArray.
+    """
     artifact = model if isinstance(model, ModelArtifact) else None
     tile_model = artifact.model if artifact else model
-    opened = as_scene(scene, tile_size=tile_size, tiles_per_chunk=tiles_per_chunk, bands=bands)
-    grid, blocks = scene_blocks(opened, edge=edge)
-    source = scene_source(opened)
+    options: dict[str, Any] = dict(
+        tile_size=tile_size, tiles_per_chunk=tiles_per_chunk, bands=bands
+    )
+    if isinstance(scene, str | os.PathLike) and not is_item(scene):
+        raster, opened = open_raster(scene, **options), None
+    else:
+        from satdask.scene import scene_raster
+        from satdask.training import as_scene
+
+        opened = as_scene(scene, **options)
+        raster = scene_raster(opened)
+    grid = raster.grid(edge=edge)
     model_info = (
         artifact.describe()
         if artifact
         else {"id": None, "sha256": canonical_model_sha256(tile_model), "uri": None}
     )
     t0 = perf_counter()
-    sha, stac = scene_sha256(source.uri), stac_lineage(opened)
+    sha = scene_sha256(raster.source.uri)
+    stac = stac_lineage(opened) if opened is not None else {}
     return RunPlan(
-        opened,
+        raster,
         grid,
-        blocks,
-        source,
-        scene_nodata(opened),
+        list(grid.blocks(raster.chunks)),
         tile_model,
         model_info,
         sha,
@@ -306,7 +317,7 @@ def run_batch(
         store.write_run(
             variables,
             grid=plan.grid,
-            crs=plan.scene.rio.crs,
+            crs=plan.raster.info.crs,
             attrs=attrs,
             out=out,
             staging=journal.staging,
@@ -360,7 +371,7 @@ def _run_blocks(
             source=plan.source,
             model=plan.model,
             tile_size=plan.grid.tile_size,
-            nodata=plan.nodata,
+            nodata=plan.raster.info.nodata,
             edge=plan.grid.edge,
             client=active,
         )
@@ -391,7 +402,7 @@ def _describe_run(
         training=getattr(plan.model, "training", None) or None,
     )
     c = monitoring["counts"]
-    scene, grid = plan.scene, plan.grid
+    info, grid = plan.raster.info, plan.grid
     return {
         "run_id": run_id,
         "created_at": datetime.now(UTC).isoformat(),
@@ -399,18 +410,18 @@ def _describe_run(
         "scene": {
             "uri": plan.source.uri,
             "sha256": plan.scene_sha256,
-            "crs": scene.rio.crs.to_string(),
+            "crs": info.crs.to_string(),
             "shape": [len(plan.source.bands), grid.height, grid.width],
-            "dtype": str(scene.dtype),
-            "nodata": plan.nodata,
-            "acquisition_time": scene.attrs.get("acquisition_time") or None,
+            "dtype": info.dtype,
+            "nodata": info.nodata,
+            "acquisition_time": info.acquisition_time,
             **plan.stac,
         },
         "config": {
             "tile_size": grid.tile_size,
             "edge": grid.edge,
             "bands": list(plan.source.bands),
-            "chunk_px": [max(plan.chunks[0]), max(plan.chunks[1])],
+            "chunk_px": [max(plan.raster.chunks[0]), max(plan.raster.chunks[1])],
             "blocks": len(plan.blocks),
             "scheduler": scheduler,
         },
@@ -433,7 +444,7 @@ def _compute(
     indexes: Sequence[int],
     *,
     finished: Callable[[int, BlockResult], None],
-    source: RasterSource,
+    source: PixelSource,
     model: TileModel,
     client: Client | None,
     **options: Any,

@@ -34,6 +34,16 @@ def check_edge(edge: object) -> EdgePolicy:
     return edge  # type: ignore[return-value]
 
 
+def require_tiles(grid: TileGrid, name: str) -> TileGrid:
+    """Refuse a grid with no tile: `name` (the scene) is too small for its tile size."""
+    if grid.size == 0:
+        raise GridError(
+            f"{name}: {grid.height} x {grid.width} px holds no full {grid.tile_size} px tile; "
+            "use the pad edge policy (--edge pad) or a smaller tile size"
+        )
+    return grid
+
+
 @dataclass(frozen=True)
 class TileGrid:
     """Tiles of `tile_size` pixels laid from the scene's upper-left corner.

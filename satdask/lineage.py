@@ -62,7 +62,7 @@ def scene_sha256(uri: str) -> str | None:
 
     For a STAC item this is the item JSON's; `satdask.stac.stac_lineage` lists its assets'.
     """
-    from satdask.scene import is_remote
+    from satdask.raster import is_remote
     from satdask.stac import NO_SELF_HREF
 
     if is_remote(uri) or uri.startswith(NO_SELF_HREF):  # the latter: an unsaved item

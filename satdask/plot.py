@@ -131,7 +131,7 @@ def _colour_interp(scene: xr.DataArray) -> tuple[str, ...]:
         return ()
     import rasterio
 
-    from satdask.scene import configure_gdal
+    from satdask.raster import configure_gdal
 
     configure_gdal()
     with rasterio.open(source) as src:
@@ -177,7 +177,7 @@ def _read_decimated(
     from rasterio.errors import RasterioError
     from rasterio.windows import bounds as window_bounds
 
-    from satdask.scene import configure_gdal
+    from satdask.raster import configure_gdal
 
     configure_gdal()
     with rasterio.open(source) as src:

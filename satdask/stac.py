@@ -19,7 +19,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.error import URLError
@@ -27,24 +27,24 @@ from urllib.parse import urljoin, urlsplit
 from urllib.request import urlopen
 
 import numpy as np
-import xarray as xr
 from rasterio.windows import Window
 
 from satdask.errors import SatdaskError, SceneError
 from satdask.grid import check_tile_size
-from satdask.scene import (
+from satdask.raster import (
     REMOTE_RETRIES,
     RasterSource,
     SceneInfo,
     is_remote,
-    lazy_scene,
     normalize_uri,
     parse_datetime,
     probe,
+    tile_raster,
 )
 
 if TYPE_CHECKING:
     import pystac
+    import xarray as xr
 
 _RASTER_TYPES = ("image/tiff", "image/geotiff", "image/vnd.stac.geotiff")
 _RASTER_SUFFIXES = (".tif", ".tiff")
@@ -65,6 +65,11 @@ def is_item(source: object) -> bool:
     if not isinstance(source, str | os.PathLike):
         return False
     return is_item_uri(os.fspath(source))
+
+
+def _is_dataarray(obj: object) -> bool:
+    xarray = sys.modules.get("xarray")  # not imported: then no object can be a DataArray
+    return xarray is not None and isinstance(obj, xarray.DataArray)
 
 
 def is_item_uri(uri: str) -> bool:
@@ -383,7 +388,7 @@ class StackSource:
 
 def is_stack(scene: object) -> bool:
     """A DataArray opened from a STAC item (it carries the `asset` coordinate)."""
-    return isinstance(scene, xr.DataArray) and "asset" in scene.coords and "stac" in scene.attrs
+    return _is_dataarray(scene) and "asset" in scene.coords and "stac" in scene.attrs  # type: ignore[attr-defined]
 
 
 def stack_source(scene: xr.DataArray) -> StackSource:
@@ -410,6 +415,8 @@ def open_item(
     acquisition_time: str | None = None,
 ) -> xr.DataArray:
     """A STAC item as a lazy (band, y, x) scene: see `satdask.open_scene`."""
+    from satdask.scene import lazy_scene
+
     tile_size = check_tile_size(tile_size)
     item, uri = load_item(source)
     chosen = select_layers(item, uri, assets=assets, bands=bands)
@@ -417,13 +424,10 @@ def open_item(
     info, layers = probed.info, probed.layers
     parts = tuple(RasterSource.of(layer.href, [1]) for layer in layers)
     stack = StackSource(uri, parts, tuple(n for n, _ in chosen))
-    scene = lazy_scene(
-        stack,
-        info,
-        tile_size=tile_size,
-        tiles_per_chunk=tiles_per_chunk,
-        acquisition_time=acquisition_time,
-    )
+    if acquisition_time:
+        info = replace(info, acquisition_time=parse_datetime(acquisition_time))
+    raster = tile_raster(stack, info, tile_size=tile_size, tiles_per_chunk=tiles_per_chunk)
+    scene = lazy_scene(raster)
     scene = scene.assign_coords(asset=("band", [layer.key for layer in layers]))
     scene.attrs["stac"] = {
         "id": item.id,
@@ -439,12 +443,12 @@ def probe_stack(scene: xr.DataArray | str | os.PathLike[str]) -> Stack | None:
 
     For a path, the default stack (as `open_scene(path)` would open it).
     """
-    if isinstance(scene, xr.DataArray) and is_stack(scene):
+    if is_stack(scene):
         stac = scene.attrs["stac"]
         keys = [str(k) for k in np.atleast_1d(scene["asset"].values)]
         layers = [Layer(k, stac["assets"][k]) for k in keys]
         return probe_layers(scene.attrs["source"], layers, when=stac.get("datetime"))
-    if isinstance(scene, xr.DataArray) or not is_item(scene):
+    if _is_dataarray(scene) or not is_item(scene):
         return None
     item, uri = load_item(scene)
     layers = [layer for _, layer in select_layers(item, uri)]

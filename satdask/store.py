@@ -3,26 +3,36 @@
 The store is staged in the run's journal beside its destination (see
 `satdask.journal`), moved into place with one rename, and only then marked
 `complete: true`. Readers refuse a store without that mark.
+
+It is written with zarr alone, laid out as xarray and rioxarray would write the
+tile grid (dims, tile-centre coordinates, a CF grid mapping in `spatial_ref`,
+consolidated metadata), so `xr.open_zarr` decodes it while a batch run never
+imports xarray. A test holds the two layouts equal.
 """
 
 from __future__ import annotations
 
+import base64
+import math
 import os
 import shutil
+import struct
 import uuid
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 import zarr
 from rasterio.crs import CRS
 
 from satdask.errors import RunError
 from satdask.grid import TileGrid
-from satdask.tiles import tile_dataset
+from satdask.inference import VARIABLE_ATTRS
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 ATTRS_KEY = "satdask"
 CHUNK_TILES = 1024  # output chunks hold many tiles: a 16384 px scene at 256 px is one chunk
@@ -31,6 +41,9 @@ CHUNK_TILES = 1024  # output chunks hold many tiles: a 16384 px scene at 256 px 
 # "ok, dark" (the default fill, 0). Zarr's fill_value, not CF's _FillValue: nothing is
 # masked on read and the dtypes stay.
 FILL_VALUES = {"status": 255, "prediction": -128}
+GRID_MAPPING = "spatial_ref"
+# CF's _FillValue for float arrays, NaN, in the form xarray gives it in Zarr v3 attributes
+_NAN_FILL = {"_FillValue": base64.standard_b64encode(struct.pack("<d", math.nan)).decode()}
 
 
 Destination = Path | str  # a local path, or a URL (s3://...) for object storage
@@ -84,21 +97,15 @@ def write_run(
     still what tells a finished store from a crashed one.
     """
     check_destination(out, overwrite=overwrite)
-    ds = tile_dataset(variables, grid=grid, crs=crs)
-    ds.attrs[ATTRS_KEY] = {**attrs, "complete": False}
-    chunks = (min(grid.rows, CHUNK_TILES), min(grid.cols, CHUNK_TILES))
-    for name in variables:  # update, not replace: rioxarray keeps grid_mapping there
-        ds[name].encoding["chunks"] = chunks
-        if name in FILL_VALUES:
-            ds[name].encoding["fill_value"] = FILL_VALUES[name]
+    pending = {**attrs, "complete": False}
     if isinstance(out, str):
         fs, path = _filesystem(out)
         if overwrite and fs.exists(path):
             fs.rm(path, recursive=True)
-        _to_zarr(ds, out)
+        _write_tile_grid(out, variables, grid=grid, crs=crs, attrs=pending)
     else:
         try:
-            _to_zarr(ds, staging)
+            _write_tile_grid(staging, variables, grid=grid, crs=crs, attrs=pending)
             _move_into_place(staging, out, overwrite=overwrite)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -106,12 +113,66 @@ def write_run(
     group.attrs[ATTRS_KEY] = {**attrs, "complete": True}
 
 
-def _to_zarr(ds: xr.Dataset, target: str | Path) -> None:
+def _write_tile_grid(
+    target: Destination,
+    variables: Mapping[str, np.ndarray],
+    *,
+    grid: TileGrid,
+    crs: CRS,
+    attrs: Mapping[str, Any],
+) -> None:
+    root = zarr.open_group(os.fspath(target), mode="w-", zarr_format=3)
+    root.attrs[ATTRS_KEY] = dict(attrs)
+    xs, ys = grid.centres()
+    for dim, values in (("x", xs), ("y", ys)):
+        root.create_array(
+            dim,
+            data=np.array(values),
+            dimension_names=[dim],
+            fill_value=np.nan,
+            attributes=_NAN_FILL,
+        )
+    ref = root.create_array(
+        GRID_MAPPING, shape=(), dtype=np.int64, attributes=grid_mapping_attrs(crs, grid)
+    )
+    ref[...] = 0
+    chunks = (min(grid.rows, CHUNK_TILES), min(grid.cols, CHUNK_TILES))
+    for name, data in variables.items():
+        floating = data.dtype.kind == "f"
+        root.create_array(
+            name,
+            data=data,
+            chunks=chunks,
+            dimension_names=["y", "x"],
+            fill_value=np.nan if floating else FILL_VALUES.get(name, 0),
+            attributes={
+                **VARIABLE_ATTRS.get(name, {}),
+                "grid_mapping": GRID_MAPPING,
+                **(_NAN_FILL if floating else {}),
+            },
+        )
     with warnings.catch_warnings():
         # Consolidated metadata is a zarr-python extension in v3; it lets a plain
         # xr.open_zarr(out) open the store without a fallback warning.
         warnings.simplefilter("ignore", zarr.errors.ZarrUserWarning)
-        ds.to_zarr(target, mode="w-", zarr_format=3, consolidated=True)
+        zarr.consolidate_metadata(os.fspath(target), zarr_format=3)
+
+
+def grid_mapping_attrs(crs: CRS, grid: TileGrid) -> dict[str, Any]:
+    """rioxarray's `spatial_ref` attributes: CF grid mapping, WKT, GDAL geotransform."""
+    import pyproj
+
+    wkt = crs.to_wkt()
+    try:
+        cf = pyproj.CRS.from_user_input(wkt).to_cf()
+    except KeyError:  # as rioxarray: a CRS with no CF form still gets its WKT
+        cf = {}
+    return {
+        **cf,
+        "spatial_ref": wkt,
+        "crs_wkt": wkt,
+        "GeoTransform": " ".join(str(v) for v in grid.grid_transform.to_gdal()),
+    }
 
 
 def _filesystem(url: str) -> tuple[Any, str]:
@@ -153,5 +214,8 @@ def read_attrs(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def open_store(path: str | os.PathLike[str]) -> xr.Dataset:
     """Open a complete run store with georeferencing decoded."""
+    import rioxarray  # noqa: F401  (registers the .rio accessor)
+    import xarray as xr
+
     read_attrs(path)
     return xr.open_zarr(os.fspath(path), decode_coords="all")

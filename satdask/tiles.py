@@ -13,25 +13,10 @@ import xarray as xr
 from rasterio.crs import CRS
 
 from satdask.errors import GridError
-from satdask.features import FEATURE_NAMES, STATUS_NAMES, block_features
-from satdask.grid import Block, EdgePolicy, TileGrid, check_edge
+from satdask.features import FEATURE_NAMES, block_features
+from satdask.grid import Block, EdgePolicy, TileGrid, check_edge, require_tiles
+from satdask.inference import VARIABLE_ATTRS
 from satdask.scene import scene_nodata
-
-_VARIABLE_ATTRS: dict[str, dict[str, object]] = {
-    "prediction": {
-        "long_name": "predicted class",
-        "flag_values": [-1, 0, 1],
-        "flag_meanings": "none dark bright",
-    },
-    "mean_intensity": {"long_name": "mean of valid pixel values over the selected bands"},
-    "std_intensity": {"long_name": "population std of valid pixel values"},
-    "valid_fraction": {"long_name": "fraction of the tile's samples that are valid"},
-    "status": {
-        "long_name": "tile status",
-        "flag_values": list(range(len(STATUS_NAMES))),
-        "flag_meanings": " ".join(STATUS_NAMES),
-    },
-}
 
 
 def scene_grid(scene: xr.DataArray, *, edge: EdgePolicy = "skip") -> TileGrid:
@@ -45,13 +30,7 @@ def scene_grid(scene: xr.DataArray, *, edge: EdgePolicy = "skip") -> TileGrid:
         tile_size=int(scene.attrs.get("tile_size", 256)),
         edge=check_edge(edge),
     )
-    if grid.size == 0:
-        raise GridError(
-            f"{scene.attrs.get('source', 'scene')}: {grid.height} x {grid.width} px holds no "
-            f"full {grid.tile_size} px tile; use the pad edge policy (--edge pad) or a smaller "
-            "tile size"
-        )
-    return grid
+    return require_tiles(grid, scene.attrs.get("source", "scene"))
 
 
 def scene_blocks(scene: xr.DataArray, *, edge: EdgePolicy = "skip") -> tuple[TileGrid, list[Block]]:
@@ -67,7 +46,7 @@ def tile_dataset(variables: Mapping[str, object], *, grid: TileGrid, crs: CRS) -
     xs, ys = grid.centres()
     ds = xr.Dataset(
         {
-            name: xr.DataArray(data, dims=("y", "x"), attrs=_VARIABLE_ATTRS.get(name, {}))
+            name: xr.DataArray(data, dims=("y", "x"), attrs=VARIABLE_ATTRS.get(name, {}))
             for name, data in variables.items()
         },
         coords={"y": ys, "x": xs},

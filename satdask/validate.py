@@ -9,14 +9,16 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
-import xarray as xr
 
 from satdask.errors import ValidationError
-from satdask.scene import SceneInfo, configure_gdal, is_remote, parse_datetime, probe
+from satdask.raster import SceneInfo, configure_gdal, is_remote, parse_datetime, probe
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
@@ -126,7 +128,7 @@ def validate(
 
     stack = probe_stack(scene)  # a STAC item: its assets, probed and on one grid
     if stack is None:
-        uri = scene.attrs.get("source", "") if isinstance(scene, xr.DataArray) else scene
+        uri = scene if isinstance(scene, str | os.PathLike) else scene.attrs.get("source", "")
         info = probe(uri)
         files = (info,)
     else:

@@ -233,7 +233,7 @@ def _scene(attrs: Mapping[str, Any]) -> list[Check]:
 
 
 def _file_hash(label: str, uri: object, recorded: object) -> Check:
-    from satdask.scene import is_remote
+    from satdask.raster import is_remote
 
     if not isinstance(uri, str) or not uri:
         return Check(label, "fail", "no scene URI recorded")

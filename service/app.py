@@ -38,8 +38,8 @@ import satdask
 from satdask.features import STATUS_NAMES
 from satdask.grid import TileGrid
 from satdask.inference import infer_block
+from satdask.raster import GDAL_OPTIONS, gdal_message, is_remote, read_retries
 from satdask.registry import ModelArtifact, ModelRegistry, parse_model_ref
-from satdask.scene import GDAL_OPTIONS, gdal_message, is_remote, read_retries
 from service.auth import PUBLIC, api_key_guard
 from service.errors import (
     ListingUnsupportedError,

@@ -70,7 +70,7 @@ class Metrics:
         )
         self.remote_read_retries = Counter(
             "satdask_remote_read_retries",
-            "Remote tile reads retried after a failure (satdask.scene.REMOTE_RETRIES per read).",
+            "Remote tile reads retried after a failure (satdask.raster.REMOTE_RETRIES per read).",
             registry=r,
         )
         self.model_info = Info("satdask_model", "The loaded model.", registry=r)

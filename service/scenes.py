@@ -26,7 +26,8 @@ import xarray as xr
 
 from satdask.errors import GridError, SatdaskError, SceneError
 from satdask.grid import TileGrid
-from satdask.scene import RasterSource, open_scene, scene_nodata, scene_source
+from satdask.raster import RasterSource
+from satdask.scene import open_scene, scene_nodata, scene_source
 from satdask.tiles import scene_grid
 from service.errors import NotFoundError
 from service.paths import is_tiff, resolve_under

@@ -49,7 +49,7 @@ from satdask import (
     validate_many,
 )
 from satdask.lineage import canonical_sha256
-from satdask.scene import SceneInfo
+from satdask.raster import SceneInfo
 from satdask.validate import check_scene
 
 SIZE = 512  # the good scene: 512 x 512 x 2 uint16, four 256 px tiles

@@ -5,13 +5,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rioxarray  # noqa: F401  (the .rio accessor: a run over a file never imports it)
 import xarray as xr
+from affine import Affine
 from support import assert_same_arrays, corrupt_block, store_arrays
 
 from satdask import ModelRegistry, RunError, ThresholdModel, open_run, open_scene, run_batch
 from satdask.batch import RunResult
 from satdask.features import STATUS_FAILED, STATUS_OK
-from satdask.store import ATTRS_KEY
+from satdask.grid import TileGrid
+from satdask.inference import VARIABLES
+from satdask.store import ATTRS_KEY, FILL_VALUES
+from satdask.tiles import tile_dataset
 
 
 @pytest.fixture
@@ -34,6 +39,38 @@ def test_run_store_is_a_georeferenced_tile_grid(threaded_run: RunResult, sample_
     assert ds["valid_fraction"].dtype == np.float32
     # tile centres in the scene's CRS
     assert float(ds.x[0]) == float(scene.x[0]) - 5.0 + 1280.0
+
+
+@pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")  # xarray's own write
+def test_the_store_reads_back_as_xarray_and_rioxarray_would_write_it(
+    threaded_run: RunResult, tmp_path: Path
+) -> None:
+    """The store is written with zarr alone; here xarray writes the same tile grid."""
+    stored = xr.open_zarr(threaded_run.path, decode_coords="all")
+    grid = TileGrid(
+        height=stored.sizes["y"] * 256,
+        width=stored.sizes["x"] * 256,
+        transform=stored.rio.transform() * Affine.scale(1 / 256),
+        tile_size=256,
+    )
+    reference = tile_dataset(
+        {name: stored[name].values for name in VARIABLES}, grid=grid, crs=stored.rio.crs
+    )
+    reference.attrs[ATTRS_KEY] = dict(threaded_run.attrs)
+    for name, fill in FILL_VALUES.items():
+        reference[name].encoding["fill_value"] = fill
+    reference.to_zarr(tmp_path / "xarray.zarr", zarr_format=3, consolidated=True)
+    for decode in ("all", True):
+        got = xr.open_zarr(threaded_run.path, decode_coords=decode)
+        want = xr.open_zarr(tmp_path / "xarray.zarr", decode_coords=decode)
+        xr.testing.assert_identical(got, want)
+        for name in got.variables:  # how each reads back: fill values, chunks, dtypes
+            np.testing.assert_equal(_encoding(got[name]), _encoding(want[name]), err_msg=name)
+    assert got.rio.crs == want.rio.crs and got.rio.transform() == want.rio.transform()
+
+
+def _encoding(array: xr.DataArray) -> dict:
+    return {k: v for k, v in array.encoding.items() if k != "source"}
 
 
 def test_attrs_trace_the_run(threaded_run: RunResult, sample_tif: Path, artifact) -> None:

@@ -9,7 +9,7 @@ import dask
 import numpy as np
 import pytest
 
-import satdask.scene
+import satdask.raster
 from satdask import SceneError, ValidationError, open_scene, read_tile, scene_grid, validate
 
 
@@ -171,7 +171,7 @@ worker = threading.Thread(target=lambda: seen.append(rasterio.env.get_gdal_confi
 worker.start(); worker.join()
 print(seen[0], os.environ["VSI_CACHE"])
 """
-    env = {k: v for k, v in os.environ.items() if k not in satdask.scene.GDAL_OPTIONS}
+    env = {k: v for k, v in os.environ.items() if k not in satdask.raster.GDAL_OPTIONS}
     out = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
     )

@@ -334,7 +334,7 @@ def small_scene(remote: Remote, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
 def test_a_store_that_stops_answering_is_502_after_the_bounded_retries(
     remote: Remote, small_scene: str, make_local: Callable[..., TestClient[Litestar]]
 ) -> None:
-    from satdask.scene import REMOTE_RETRIES
+    from satdask.raster import REMOTE_RETRIES
 
     client = make_local(remote.root_url)
     assert client.get("/scenes/info", params={"path": small_scene}).status_code == 200
