@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +97,30 @@ def test_attrs_trace_the_run(threaded_run: RunResult, sample_tif: Path, artifact
     assert a["health"]["drift_detected"] is False  # the training scene itself
     assert threaded_run.should_retrain() is False
     json.dumps(a, allow_nan=False)  # strict JSON, no NaN
+
+
+def test_satdask_infer_over_a_file_never_imports_xarray(
+    sample_tif: Path, sample_registry: Path, tmp_path: Path
+) -> None:
+    """xarray and pandas are 0.3 s of a run's start; a file needs neither (see plan_run)."""
+    heavy = ("xarray", "pandas", "rioxarray", "dask.array", "distributed", "matplotlib")
+    script = (
+        "import sys\n"
+        "from satdask.cli import main\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+    )
+    out = tmp_path / "run.zarr"
+    argv = ["infer", str(sample_tif), "--model", str(sample_registry), "--out", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-c", script, *argv, "--scheduler", "threads"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert open_run(out).counts["tiles_total"] == 16
 
 
 def test_predictions_follow_the_threshold(threaded_run: RunResult, artifact) -> None:
