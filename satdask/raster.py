@@ -337,13 +337,23 @@ class TiledRaster:
 
 
 def tile_raster(
-    source: PixelSource, info: SceneInfo, *, tile_size: int, tiles_per_chunk: int | None
+    source: PixelSource,
+    info: SceneInfo,
+    *,
+    tile_size: int,
+    tiles_per_chunk: int | None,
+    acquisition_time: str | None = None,
 ) -> TiledRaster:
-    """Chunks of `tiles_per_chunk` tiles a side, or sized from the file's block layout."""
+    """Chunks of `tiles_per_chunk` tiles a side, or sized from the file's block layout.
+
+    `acquisition_time` overrides the one the file (or STAC item) gives.
+    """
     if tiles_per_chunk is None:
         per_chunk = default_tiles_per_chunk(info, tile_size=tile_size, bands=len(source.bands))
     else:
         per_chunk = (check_tile_size(tiles_per_chunk, name="tiles_per_chunk"),) * 2
+    if acquisition_time:
+        info = replace(info, acquisition_time=parse_datetime(acquisition_time))
     grid = TileGrid(info.height, info.width, info.transform, tile_size)
     return TiledRaster(source, info, tile_size, grid.pixel_chunks(per_chunk))
 
@@ -363,11 +373,10 @@ def open_raster(
     info = probe(source)
     check_scene(info)
     chosen = select_bands(info, bands)
-    if acquisition_time:
-        info = replace(info, acquisition_time=parse_datetime(acquisition_time))
     return tile_raster(
         RasterSource.of(info.uri, chosen),
         info,
         tile_size=tile_size,
         tiles_per_chunk=tiles_per_chunk,
+        acquisition_time=acquisition_time,
     )

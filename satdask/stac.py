@@ -19,7 +19,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.error import URLError
@@ -388,7 +388,9 @@ class StackSource:
 
 def is_stack(scene: object) -> bool:
     """A DataArray opened from a STAC item (it carries the `asset` coordinate)."""
-    return _is_dataarray(scene) and "asset" in scene.coords and "stac" in scene.attrs  # type: ignore[attr-defined]
+    if not _is_dataarray(scene):
+        return False
+    return "asset" in scene.coords and "stac" in scene.attrs  # type: ignore[attr-defined]
 
 
 def stack_source(scene: xr.DataArray) -> StackSource:
@@ -424,9 +426,13 @@ def open_item(
     info, layers = probed.info, probed.layers
     parts = tuple(RasterSource.of(layer.href, [1]) for layer in layers)
     stack = StackSource(uri, parts, tuple(n for n, _ in chosen))
-    if acquisition_time:
-        info = replace(info, acquisition_time=parse_datetime(acquisition_time))
-    raster = tile_raster(stack, info, tile_size=tile_size, tiles_per_chunk=tiles_per_chunk)
+    raster = tile_raster(
+        stack,
+        info,
+        tile_size=tile_size,
+        tiles_per_chunk=tiles_per_chunk,
+        acquisition_time=acquisition_time,
+    )
     scene = lazy_scene(raster)
     scene = scene.assign_coords(asset=("band", [layer.key for layer in layers]))
     scene.attrs["stac"] = {
