@@ -133,7 +133,7 @@ def _write_tile_grid(
             attributes=_NAN_FILL,
         )
     ref = root.create_array(
-        GRID_MAPPING, shape=(), dtype=np.int64, attributes=grid_mapping_attrs(crs, grid)
+        GRID_MAPPING, shape=(), dtype=np.int64, attributes=_grid_mapping_attrs(crs, grid)
     )
     ref[...] = 0
     chunks = (min(grid.rows, CHUNK_TILES), min(grid.cols, CHUNK_TILES))
@@ -158,7 +158,7 @@ def _write_tile_grid(
         zarr.consolidate_metadata(os.fspath(target), zarr_format=3)
 
 
-def grid_mapping_attrs(crs: CRS, grid: TileGrid) -> dict[str, Any]:
+def _grid_mapping_attrs(crs: CRS, grid: TileGrid) -> dict[str, Any]:
     """rioxarray's `spatial_ref` attributes: CF grid mapping, WKT, GDAL geotransform."""
     import pyproj
 
