@@ -22,14 +22,8 @@ STATUS_OK, STATUS_NODATA, STATUS_FAILED = 0, 1, 2
 STATUS_NAMES = ("ok", "nodata", "failed")
 FEATURE_NAMES = ("mean_intensity", "std_intensity", "valid_fraction")
 
-# Integer types whose sums are exact: a row of T samples is summed in the narrow
-# accumulator (T x max fits for any T up to 65536), the row sums then in int64.
-_ROW_SUM = {
-    np.dtype("uint8"): np.uint32,
-    np.dtype("uint16"): np.uint32,
-    np.dtype("int16"): np.int32,
-}
-_MAX_ROW = 65536
+# Integer types whose sums are taken exactly (wider ones go through float64 moments)
+_EXACT_DTYPES = (np.dtype("uint8"), np.dtype("uint16"), np.dtype("int16"))
 # float64 holds every integer below 2**53, so while a tile's sum of squares stays below
 # it (4 bands x 256 x 256 x 65535**2 is under 2**50) every partial sum in float64 is an
 # exact integer and the order of additions cannot change the result. Past that bound
@@ -78,7 +72,7 @@ def block_features(
     bands, height, width = data.shape
     t = tile_size
     ky, kx = height // t, width // t
-    if data.dtype in _ROW_SUM and not _is_nan(nodata):
+    if data.dtype in _EXACT_DTYPES and not _is_nan(nodata):
         count, mean, var = _integer_moments(data, valid, nodata, t, ky, kx)
     else:
         count, mean, var = _float_moments(data, valid, nodata, t, ky, kx)
@@ -134,9 +128,7 @@ def _integer_moments(
     """
     per_tile = data.shape[0] * t * t
     n_real = (
-        np.full((ky, kx), per_tile, dtype=np.int64)
-        if real is None
-        else _exact_sum(_tiles(real.view(np.uint8), t, ky, kx))
+        np.full((ky, kx), per_tile, dtype=np.int64) if real is None else _count(real, t, ky, kx)
     )
     total, total_sq = _exact_moment_sums(data, t, ky, kx)
     count = n_real
@@ -146,7 +138,7 @@ def _integer_moments(
         if real is not None:
             is_nodata &= real
         if is_nodata.any():  # most blocks hold none: skip the count
-            n_nodata = _exact_sum(_tiles(is_nodata.view(np.uint8), t, ky, kx))
+            n_nodata = _count(is_nodata, t, ky, kx)
             count = n_real - n_nodata
             total = total - value * n_nodata
             total_sq = total_sq - value * value * n_nodata
@@ -156,11 +148,17 @@ def _integer_moments(
     return count, mean, var
 
 
-def _exact_sum(x5: np.ndarray) -> np.ndarray:
-    """Per-tile int64 sums of (band, ky, T, kx, T): rows in the narrow accumulator first."""
-    t = x5.shape[4]
-    narrow = _ROW_SUM.get(x5.dtype, np.int64) if t <= _MAX_ROW else np.int64
-    return x5.sum(axis=4, dtype=narrow).sum(axis=(0, 2), dtype=np.int64)
+def _count(mask: np.ndarray, t: int, ky: int, kx: int) -> np.ndarray:
+    """Per-tile int64 counts of True in a (band, y, x) mask of whole tiles.
+
+    Whole rows are added first (contiguous and vectorized) in the narrowest
+    accumulator that cannot overflow, then each tile's T columns.
+    """
+    bands = mask.shape[0]
+    narrow = np.uint16 if bands * t <= np.iinfo(np.uint16).max else np.uint32
+    rows = mask.view(np.uint8).reshape(bands, ky, t, kx * t)
+    columns = np.add.reduce(rows, axis=(0, 2), dtype=narrow)
+    return columns.reshape(ky, kx, t).sum(axis=-1, dtype=np.int64)
 
 
 def _exact_moment_sums(data: np.ndarray, t: int, ky: int, kx: int) -> tuple[np.ndarray, np.ndarray]:
@@ -170,7 +168,7 @@ def _exact_moment_sums(data: np.ndarray, t: int, ky: int, kx: int) -> tuple[np.n
     if bands * t * t * max(-int(info.min), int(info.max)) ** 2 >= _FLOAT64_EXACT:
         x5 = _tiles(data, t, ky, kx)
         squares = np.multiply(x5, x5, dtype=np.uint32 if info.min == 0 else np.int32)
-        return _exact_sum(x5), squares.sum(axis=(0, 2, 4), dtype=np.int64)
+        return x5.sum(axis=(0, 2, 4), dtype=np.int64), squares.sum(axis=(0, 2, 4), dtype=np.int64)
     width = kx * t
     step = min(t, max(1, _STRIP_VALUES // (bands * width)))
     strip = np.empty((bands, step, width))
@@ -196,7 +194,7 @@ def _float_moments(
         finite &= x != nodata
     valid = finite if valid is None else valid & finite
     x[~valid] = 0.0
-    count = _tiles(valid, t, ky, kx).sum(axis=(0, 2, 4), dtype=np.int64)
+    count = _count(valid, t, ky, kx)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = _tile_sum(_tiles(x, t, ky, kx)) / count
         dev = _tiles(x, t, ky, kx) - mean[None, :, None, :, None]
