@@ -17,6 +17,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import dask
 import numpy as np
 import rasterio
 from affine import Affine
@@ -62,6 +63,17 @@ def write_geotiff(
         if tags:
             dst.update_tags(**tags)
     return path
+
+
+class CountingScheduler:
+    """A dask scheduler that counts how often it is asked to compute."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, dsk, keys, **kwargs):
+        self.calls += 1
+        return dask.get(dsk, keys, **kwargs)
 
 
 def corrupt_block(path: Path, *, x: int, y: int) -> None:

@@ -8,20 +8,10 @@ from pathlib import Path
 import dask
 import numpy as np
 import pytest
+from support import CountingScheduler
 
 import satdask.raster
 from satdask import SceneError, ValidationError, open_scene, read_tile, scene_grid, validate
-
-
-class CountingScheduler:
-    """A dask scheduler that counts how often it is asked to compute."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self, dsk, keys, **kwargs):
-        self.calls += 1
-        return dask.get(dsk, keys, **kwargs)
 
 
 def test_open_scene_is_lazy_until_computed(sample_tif: Path) -> None:

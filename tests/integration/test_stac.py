@@ -29,7 +29,7 @@ from affine import Affine
 from pystac.extensions.eo import EOExtension
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
-from support import SCENES_DIR, assert_same_arrays, write_geotiff
+from support import SCENES_DIR, CountingScheduler, assert_same_arrays, write_geotiff
 
 from satdask import (
     ModelRegistry,
@@ -47,7 +47,6 @@ from satdask.scene import scene_source
 
 SATDASK = Path(sys.executable).parent / "satdask"
 TIMEOUT = 180  # seconds per CLI command; never reached normally
-VARIABLES = ("prediction", "mean_intensity", "std_intensity", "valid_fraction", "status")
 RGB_TIME = datetime(2026, 6, 1, 10, 30, tzinfo=UTC)
 SAMPLE_TIME = datetime(2026, 7, 2, 9, 15, 30, tzinfo=UTC)
 RGB_NAMES = ("red", "green", "blue")
@@ -173,20 +172,6 @@ def rgb_registry(tmp_path_factory: pytest.TempPathFactory, catalog: Catalog) -> 
     return directory
 
 
-def store_arrays(path: Path) -> dict[str, np.ndarray]:
-    ds = xr.open_zarr(path, decode_coords="all")
-    return {name: ds[name].values for name in VARIABLES}
-
-
-class CountingScheduler:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self, dsk, keys, **kwargs):
-        self.calls += 1
-        return dask.get(dsk, keys, **kwargs)
-
-
 # ---------------------------------------------------------------------------
 # open_scene on an item
 # ---------------------------------------------------------------------------
@@ -306,9 +291,7 @@ def test_run_batch_over_an_item_equals_the_multiband_original(
     plain = run_batch(
         getattr(catalog, tif_attr), artifact, tmp_path / "tif.zarr", bands=tif_bands, **options
     )
-    a, b = store_arrays(stacked.path), store_arrays(plain.path)
-    for name in VARIABLES:
-        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert_same_arrays(stacked.path, plain.path)
     assert stacked.counts == plain.counts
     assert stacked.counts["tiles_inferred"] > 0
     assert stacked.attrs["config"]["bands"] == plain.attrs["config"]["bands"]
@@ -487,9 +470,7 @@ def test_an_item_and_its_cogs_over_http(
     plain = run_batch(
         catalog.rgb_tif, artifact, tmp_path / "tif.zarr", scheduler="threads", bands=[3, 2, 1]
     )
-    a, b = store_arrays(run.path), store_arrays(plain.path)
-    for name in VARIABLES:
-        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert_same_arrays(run.path, plain.path)
     scene = run.attrs["scene"]
     assert scene["uri"] == url and scene["sha256"] is None  # remote: no full download
     assert scene["stac"]["self_href"] == url
@@ -545,9 +526,7 @@ def test_cli_train_and_infer_take_an_item_json(catalog: Catalog, tmp_path: Path)
     direct = run_batch(
         catalog.sample_tif, artifact, tmp_path / "d.zarr", bands=[3, 4], scheduler="threads"
     )
-    a, b = store_arrays(out), store_arrays(direct.path)
-    for name in VARIABLES:
-        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert_same_arrays(out, direct.path)
     failed = satdask(
         "infer",
         catalog.rgb_item,
@@ -620,9 +599,7 @@ def test_a_stack_runs_on_worker_processes_as_on_threads(
         Client(cluster) as client,
     ):
         remote = run_batch(catalog.sample_item, artifact, tmp_path / "p.zarr", client=client)
-    a, b = store_arrays(threads.path), store_arrays(remote.path)
-    for name in VARIABLES:
-        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert_same_arrays(threads.path, remote.path)
     assert remote.attrs["scene"]["stac"] == threads.attrs["scene"]["stac"]
 
 

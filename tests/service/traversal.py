@@ -1,11 +1,12 @@
 """The path-traversal corpus: names a client may send that must never open a file outside
 the data root (nor a hidden, non-TIFF or virtual one inside it).
 
-Data, not tests: `test_api_security.py` sends it in-process and through `resolve_under`,
-`test_stress.py` sends every variant through every route that takes a path to a real
-`satdask serve` process. A variant is `str` (any text, sent JSON-escaped and
-percent-encoded as UTF-8) or `bytes` (raw bytes that are not valid UTF-8, such as
-overlong encodings of '.' and '/', sent as they are).
+Data and one sender, not tests: `test_api_security.py` sends it in-process and through
+`resolve_under`; `test_stress.py` and `test_remote_root.py` send every variant through
+every route that takes a path (`send_refused`) to a real `satdask serve` process. A
+variant is `str` (any text, sent JSON-escaped and percent-encoded as UTF-8) or `bytes`
+(raw bytes that are not valid UTF-8, such as overlong encodings of '.' and '/', sent as
+they are).
 
 The symlinks it names are made by the `data` fixture (conftest.py): `escape.tif` and
 `chain.tif` (-> escape.tif) lead to the secret outside the root, `sub/up.tif` does so by
@@ -15,7 +16,10 @@ to `/`, `passwd.tif` links to /etc/passwd and `loop.tif` to itself.
 
 from __future__ import annotations
 
-from svc_support import DataRoot
+from collections.abc import Sequence
+
+import httpx
+from svc_support import JSON, NOT_FOUND, DataRoot, json_body, query_targets
 
 LONG = 4000  # over MAX_PATH_CHARS (1024) yet under the 16 KB body limit
 
@@ -199,3 +203,32 @@ def expected_status(variant: str | bytes, route: str) -> int:
         except UnicodeEncodeError:
             return 400
     return 404
+
+
+def send_refused(
+    http: httpx.Client, variants: Sequence[str | bytes], *, leaks: Sequence[str]
+) -> int:
+    """Send every variant through both forms of POST /infer and GET /scenes/info.
+
+    Each answer must have its expected status and a JSON body, a 404 the same body as
+    a missing file, and none may name any of `leaks`. Returns how many were sent.
+    """
+    answers = 0
+    for variant in variants:
+        sent = [
+            (route, http.post("/infer", content=json_body(route, variant), headers=JSON))
+            for route in JSON_ROUTES
+        ]
+        sent += [(QUERY_ROUTE, http.get(target)) for target in query_targets(variant)]
+        for route, r in sent:
+            answers += 1
+            want = expected_status(variant, route)
+            assert r.status_code == want, (variant, route, r.text)
+            assert r.headers["content-type"].startswith("application/json")
+            body = r.json()
+            assert body["status_code"] == want
+            if want == 404:
+                assert body == NOT_FOUND, (variant, route)
+            for leak in leaks:
+                assert leak not in r.text, (variant, route, r.text)
+    return answers
