@@ -3,7 +3,7 @@
     python benchmarks/api.py [--seconds 8] [--workers 1] [--concurrency 1 32] [--size 4096]
 
 It prepares once, in `benchmarks/.cache/api/` (git-ignored, reused on later runs): a
-`--size` x `--size` x 4 uint16 DEFLATE COG (`satdask.ingest.write_sample`), a model
+`--size` x `--size` x 4 uint16 DEFLATE COG (`satdask.io.sample.write_sample`), a model
 trained on the 4096 px sample, and the scene pre-cut into one GeoTIFF per 256 px tile
 for the baseline. Then it starts each server as a subprocess on 127.0.0.1, waits for it
 to be ready, and drives it with a small keep-alive HTTP/1.1 load generator (asyncio, one
@@ -53,7 +53,7 @@ def scene_name(size: int) -> str:
 def prepare(cache: Path, size: int, *, baseline: bool) -> tuple[Path, Path, Path]:
     """(data root, registry, pre-cut tile folder), each made once; the model is trained
     on the 4096 px sample whatever `size` is, so every size is served by one model."""
-    from satdask.ingest import write_sample
+    from satdask.io.sample import write_sample
 
     data, registry, tiles = cache / "data", cache / "registry", cache / f"tiles-{size}"
     data.mkdir(parents=True, exist_ok=True)

@@ -142,7 +142,7 @@ def scenes(size: int) -> tuple[Path, Path]:
     """Compressed (DEFLATE COG) and uncompressed copies, generated once."""
     import rasterio.shutil
 
-    from satdask.ingest import write_sample
+    from satdask.io.sample import write_sample
 
     CACHE.mkdir(parents=True, exist_ok=True)
     deflate = CACHE / f"sample-{size}-deflate.tif"

@@ -18,8 +18,8 @@ from pathlib import Path
 import rasterio
 
 from satdask import ThresholdModel, open_scene, scene_grid
-from satdask.batch import run_block
-from satdask.scene import scene_nodata, scene_source
+from satdask.pipeline.batch import run_block
+from satdask.views.scene import scene_nodata, scene_source
 
 
 def mosaic_vrt(tile: Path, n: int, out: Path) -> Path:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from satdask import ThresholdModel, infer_block, open_scene, read_tile, scene_grid
-from satdask.scene import scene_nodata
+from satdask.views.scene import scene_nodata
 
 
 def main() -> None:

@@ -1,45 +1,50 @@
-"""satdask: ML inference over every tile of large satellite scenes, scaled with Dask."""
+"""satdask: ML inference over every tile of large satellite scenes, scaled with Dask.
+
+The public API below is imported on first use (PEP 562): `satdask infer` over a
+file must not pay for xarray, pandas and plotting, which importing everything
+would. The package's layers are described in docs/architecture.md.
+"""
 
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-# `validate` is imported now: a function named like its module must be bound before
-# anything imports `satdask.validate`, which would otherwise shadow it with the module.
-from satdask.validate import ValidationReport, validate, validate_many
-
-# Imported on first use (PEP 562): `satdask infer` over a file must not pay for
-# xarray, pandas and plotting, which a plain `import satdask` of everything would.
 _EXPORTS = {
     "GridError": "satdask.errors",
-    "HealthPolicy": "satdask.monitoring",
+    "HealthPolicy": "satdask.core.health",
     "IngestError": "satdask.errors",
-    "ModelArtifact": "satdask.registry",
+    "ModelArtifact": "satdask.io.registry",
     "ModelError": "satdask.errors",
-    "ModelRegistry": "satdask.registry",
+    "ModelRegistry": "satdask.io.registry",
+    "MonitoringError": "satdask.errors",
+    "PlotError": "satdask.errors",
     "RegistryError": "satdask.errors",
     "RunError": "satdask.errors",
-    "RunResult": "satdask.batch",
+    "RunResult": "satdask.pipeline.runs",
     "SatdaskError": "satdask.errors",
     "SceneError": "satdask.errors",
     "ThresholdModel": "satdask.models",
-    "TileFeatures": "satdask.features",
-    "TileGrid": "satdask.grid",
+    "TileFeatures": "satdask.core.features",
+    "TileGrid": "satdask.core.grid",
     "TileModel": "satdask.models",
     "ValidationError": "satdask.errors",
-    "VerifyReport": "satdask.verify",
-    "block_features": "satdask.features",
-    "health_report": "satdask.monitoring",
-    "infer_block": "satdask.inference",
-    "open_run": "satdask.batch",
-    "open_scene": "satdask.scene",
-    "read_tile": "satdask.scene",
-    "run_batch": "satdask.batch",
-    "scene_grid": "satdask.tiles",
-    "should_retrain": "satdask.monitoring",
-    "tile_features": "satdask.tiles",
-    "train": "satdask.training",
-    "verify_run": "satdask.verify",
+    "ValidationReport": "satdask.views.checks",
+    "VerifyReport": "satdask.pipeline.verify",
+    "block_features": "satdask.core.features",
+    "health_report": "satdask.core.health",
+    "infer_block": "satdask.core.inference",
+    "open_run": "satdask.pipeline.runs",
+    "open_scene": "satdask.views.scene",
+    "read_tile": "satdask.views.scene",
+    "run_batch": "satdask.pipeline.batch",
+    "scene_grid": "satdask.views.tiles",
+    "should_retrain": "satdask.core.health",
+    "tile_features": "satdask.views.tiles",
+    "train": "satdask.pipeline.training",
+    "validate": "satdask.views.checks",
+    "validate_many": "satdask.views.checks",
+    "verify_run": "satdask.pipeline.verify",
+    "write_sample": "satdask.io.sample",
 }
 
 try:
@@ -47,7 +52,7 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0"
 
-__all__ = ["ValidationReport", "__version__", "validate", "validate_many", *_EXPORTS]
+__all__ = ["__version__", *_EXPORTS]
 
 
 def __getattr__(name: str) -> Any:

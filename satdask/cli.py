@@ -148,7 +148,7 @@ def _scene_options(s: argparse.ArgumentParser) -> None:
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
-    from satdask.ingest import write_sample
+    from satdask.io.sample import write_sample
 
     path = write_sample(
         args.out, size=args.size, bands=args.bands, dtype=args.dtype, seed=args.seed
@@ -157,7 +157,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> None:
-    from satdask.ingest import ingest
+    from satdask.io.download import ingest
 
     result = ingest(args.url, args.out, sha256=args.sha256)
     state = "downloaded" if result.downloaded else "already present"
@@ -165,7 +165,7 @@ def cmd_ingest(args: argparse.Namespace) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
-    from satdask.validate import check_same_crs, validate
+    from satdask.views.checks import check_same_crs, validate
 
     reports = [validate(scene) for scene in args.scenes]
     for report in reports:
@@ -188,8 +188,8 @@ def _scene_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from satdask.registry import ModelRegistry
-    from satdask.training import train
+    from satdask.io.registry import ModelRegistry
+    from satdask.pipeline.training import train
 
     registry = ModelRegistry(args.registry)  # refuses a file before any work
     registry.check_writable()
@@ -207,9 +207,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_infer(args: argparse.Namespace) -> None:
-    from satdask.batch import run_batch
-    from satdask.registry import ModelRegistry, parse_model_ref
-    from satdask.stac import expand_collections
+    from satdask.io.registry import ModelRegistry, parse_model_ref
+    from satdask.io.stac import expand_collections
+    from satdask.pipeline.batch import run_batch
 
     directory, ref = parse_model_ref(args.model)
     artifact = ModelRegistry(directory).load(ref)
@@ -225,7 +225,7 @@ def cmd_infer(args: argparse.Namespace) -> None:
     if scenes == args.scenes and len(scenes) == 1:
         print(_summary(run_batch(scenes[0], artifact, args.out, **options)))
         return
-    from satdask.manifest import run_many
+    from satdask.pipeline.many import run_many
 
     manifest = run_many(scenes, artifact, args.out, **options)
     for o in manifest.scenes:
@@ -277,7 +277,7 @@ def _num(value: float | None) -> str:
 
 
 def cmd_runs_show(args: argparse.Namespace) -> None:
-    from satdask.batch import open_run
+    from satdask.pipeline.runs import open_run
 
     result = open_run(args.store)
     print(json.dumps(result.attrs, indent=2) if args.json else _summary(result))
@@ -285,7 +285,7 @@ def cmd_runs_show(args: argparse.Namespace) -> None:
 
 def cmd_runs_verify(args: argparse.Namespace) -> None:
     from satdask.errors import RunError
-    from satdask.verify import verify_run
+    from satdask.pipeline.verify import verify_run
 
     report = verify_run(args.store, registry=args.registry)
     print("\n".join([*report.lines(), report.summary()]))
@@ -306,7 +306,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_models_list(args: argparse.Namespace) -> None:
-    from satdask.registry import ModelRegistry
+    from satdask.io.registry import ModelRegistry
 
     artifacts = ModelRegistry(args.registry).list()
     if not artifacts:
@@ -320,12 +320,7 @@ def cmd_models_list(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    try:
-        from service.server import serve
-    except ImportError as exc:
-        raise SatdaskError(
-            f"the service needs the 'service' extra: pip install 'satdask[service]' ({exc})"
-        ) from None
+    serve = _service_entry("serve")
     overrides = {
         "data_root": args.data_root,
         "model": args.model,
@@ -336,6 +331,24 @@ def cmd_serve(args: argparse.Namespace) -> None:
     serve(**{k: v for k, v in overrides.items() if v is not None})
 
 
+def _service_entry(name: str) -> Callable[..., None]:
+    """The service's `name` function, found through the `satdask.service` entry points.
+
+    The service is a package on top of satdask, which never imports it: the service
+    registers its entry points, and the CLI loads the one a command needs, by name.
+    """
+    from importlib.metadata import entry_points
+
+    found = entry_points(group="satdask.service", name=name)
+    try:
+        return next(iter(found)).load()
+    except (StopIteration, ImportError) as exc:
+        detail = f" ({exc})" if isinstance(exc, ImportError) else ""
+        raise SatdaskError(
+            f"the service needs the 'service' extra: pip install 'satdask[service]'{detail}"
+        ) from None
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from satdask.demo import run_demo
 
@@ -343,7 +356,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from satdask.logs import configure_logging
+    from satdask._logs import configure_logging
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from satdask.batch import RunResult, run_batch
-from satdask.cluster import compute_client
-from satdask.ingest import write_sample
-from satdask.registry import ModelRegistry
+from satdask.io.registry import ModelRegistry
+from satdask.io.sample import write_sample
+from satdask.pipeline._cluster import compute_client
+from satdask.pipeline.batch import run_batch
+from satdask.pipeline.runs import RunResult
+from satdask.pipeline.training import train
 from satdask.render import write_prediction_png
-from satdask.training import train
-from satdask.validate import validate
+from satdask.views.checks import validate
 
 
 def run_demo(workdir: Path, *, size: int = 4096, echo: Callable[[str], None] = print) -> RunResult:

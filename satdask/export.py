@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from satdask.batch import open_run
+from satdask._files import write_new
 from satdask.errors import RunError
-from satdask.files import write_new
+from satdask.pipeline.runs import open_run
 
 
 def reference_json(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from satdask.batch import RunResult, open_run
-from satdask.features import STATUS_FAILED, STATUS_NODATA, STATUS_OK
-from satdask.grid import TileGrid
+from satdask.core.features import STATUS_FAILED, STATUS_NODATA, STATUS_OK
+from satdask.core.grid import TileGrid
+from satdask.errors import PlotError
+from satdask.pipeline.runs import RunResult, open_run
 from satdask.render import COLOURS
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ def quicklook(
     the scene's CRS, ready for ``imshow``.
     """
     if max_size < 1:
-        raise ValueError(f"max_size must be >= 1, got {max_size}")
+        raise PlotError(f"max_size must be >= 1, got {max_size}")
     if "band" not in scene.dims:  # one band selected by scalar: keep it as a band
         scene = scene.expand_dims("band") if "band" in scene.coords else scene.expand_dims(band=[1])
     scene = scene.transpose("band", "y", "x")
@@ -112,7 +113,7 @@ def _rgb_bands(scene: xr.DataArray, rgb: Sequence[int] | None) -> tuple[int, ...
         chosen = tuple(int(b) for b in rgb)
         missing = [b for b in chosen if b not in present]
         if len(chosen) not in (1, 3) or missing:
-            raise ValueError(f"rgb must name 1 or 3 of the scene's bands {present}, got {rgb}")
+            raise PlotError(f"rgb must name 1 or 3 of the scene's bands {present}, got {rgb}")
         return chosen
     interp = _colour_interp(scene)
     by_name = {interp[b - 1]: b for b in present if 0 < b <= len(interp)}
@@ -123,15 +124,24 @@ def _rgb_bands(scene: xr.DataArray, rgb: Sequence[int] | None) -> tuple[int, ...
     return tuple(present[:3]) if len(present) >= 3 else (present[0],)
 
 
-def _colour_interp(scene: xr.DataArray) -> tuple[str, ...]:
-    from satdask.stac import is_stack
+def _file_of(scene: xr.DataArray) -> str | None:
+    """The one GeoTIFF a scene reads, if it does: not a STAC item's JSON, not a bare array."""
+    from satdask.io.geotiff import RasterSource
+    from satdask.views.scene import scene_source
 
-    source = scene.attrs.get("source")
-    if not source or is_stack(scene):  # a STAC item's source is its JSON, not a raster
+    if not scene.attrs.get("source") or "band" not in scene.dims:
+        return None
+    source = scene_source(scene)
+    return source.uri if isinstance(source, RasterSource) else None
+
+
+def _colour_interp(scene: xr.DataArray) -> tuple[str, ...]:
+    source = _file_of(scene)
+    if not source:
         return ()
     import rasterio
 
-    from satdask.raster import configure_gdal
+    from satdask.io._gdal import configure_gdal
 
     configure_gdal()
     with rasterio.open(source) as src:
@@ -168,16 +178,14 @@ def _read_decimated(
     scene: xr.DataArray, bands: Sequence[int], max_size: int
 ) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float, float]] | None:
     """One GDAL read at the output size; a COG serves it from its overviews."""
-    from satdask.stac import is_stack
-
-    source = scene.attrs.get("source")
-    if not source or is_stack(scene) or not _reads_file_unchanged(scene):
+    source = _file_of(scene)
+    if not source or not _reads_file_unchanged(scene):
         return None
     import rasterio
     from rasterio.errors import RasterioError
     from rasterio.windows import bounds as window_bounds
 
-    from satdask.raster import configure_gdal
+    from satdask.io._gdal import configure_gdal
 
     configure_gdal()
     with rasterio.open(source) as src:
@@ -277,7 +285,7 @@ def _stretch(
 ) -> tuple[np.ndarray, list[tuple[float, float]]]:
     """(h, w, 4) float32 RGBA, each channel linearly stretched; grey when one band."""
     if limits is not None and len(limits) != len(values):
-        raise ValueError(f"limits needs one (low, high) per channel: {len(values)}")
+        raise PlotError(f"limits needs one (low, high) per channel: {len(values)}")
     used: list[tuple[float, float]] = []
     channels = []
     for i, band in enumerate(values):
@@ -472,7 +480,7 @@ def _background(
     max_size: int,
     limits: Limits | None,
 ) -> xr.DataArray | None:
-    from satdask.scene import open_scene
+    from satdask.views.scene import open_scene
 
     if scene is None:
         uri = str(run.attrs["scene"]["uri"])

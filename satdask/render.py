@@ -9,7 +9,7 @@ import numpy as np
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 
-from satdask.features import STATUS_FAILED, STATUS_NODATA
+from satdask.core.features import STATUS_FAILED, STATUS_NODATA
 
 # RGB per class: dark, bright, nodata, failed (colour-blind-safe viridis ends + grey, red)
 COLOURS = {

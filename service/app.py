@@ -35,11 +35,13 @@ from litestar.params import Body, Parameter
 from rasterio.errors import RasterioError
 
 import satdask
-from satdask.features import STATUS_NAMES
-from satdask.grid import TileGrid
-from satdask.inference import infer_block
-from satdask.raster import GDAL_OPTIONS, gdal_message, is_remote, read_retries
-from satdask.registry import ModelArtifact, ModelRegistry, parse_model_ref
+from satdask._uri import is_remote
+from satdask.core.features import STATUS_NAMES
+from satdask.core.grid import TileGrid
+from satdask.core.inference import infer_block
+from satdask.io._gdal import GDAL_OPTIONS, gdal_message
+from satdask.io.geotiff import read_retries
+from satdask.io.registry import ModelArtifact, ModelRegistry, parse_model_ref
 from service.auth import PUBLIC, api_key_guard
 from service.errors import (
     ListingUnsupportedError,

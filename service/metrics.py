@@ -25,7 +25,7 @@ from prometheus_client import (
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-    from satdask.registry import ModelArtifact
+    from satdask.io.registry import ModelArtifact
 
 # The classic text exposition format; Litestar appends the charset.
 CONTENT_TYPE = "text/plain; version=0.0.4"
@@ -70,7 +70,7 @@ class Metrics:
         )
         self.remote_read_retries = Counter(
             "satdask_remote_read_retries",
-            "Remote tile reads retried after a failure (satdask.raster.REMOTE_RETRIES per read).",
+            "Remote tile reads retried after a failure (up to satdask's REMOTE_RETRIES per read).",
             registry=r,
         )
         self.model_info = Info("satdask_model", "The loaded model.", registry=r)

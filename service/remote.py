@@ -27,7 +27,7 @@ import rasterio
 from rasterio.errors import RasterioError
 
 from satdask.errors import SatdaskError, SceneError
-from satdask.raster import configure_gdal, gdal_message
+from satdask.io._gdal import configure_gdal, gdal_message
 from service.errors import ConfigError, NotFoundError, RemoteUnavailableError
 from service.paths import check_relative
 

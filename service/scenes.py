@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from satdask.core.grid import TileGrid
 from satdask.errors import GridError, SatdaskError, SceneError
-from satdask.grid import TileGrid
-from satdask.raster import RasterSource
-from satdask.scene import open_scene, scene_nodata, scene_source
-from satdask.tiles import scene_grid
+from satdask.io.geotiff import RasterSource
+from satdask.views.scene import open_scene, scene_nodata, scene_source
+from satdask.views.tiles import scene_grid
 from service.errors import NotFoundError
 from service.paths import is_tiff, resolve_under
 from service.remote import RemoteRoot, look, remote_error, store_failure

@@ -19,7 +19,7 @@ APP_FACTORY = "service.server:app_from_env"
 
 def app_from_env() -> Any:
     """uvicorn's factory (one call per worker process)."""
-    from satdask.logs import configure_logging
+    from satdask._logs import configure_logging
     from service.app import create_app
 
     settings = Settings.from_env()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from satdask.grid import EDGE_POLICIES
+from satdask.core.grid import EDGE_POLICIES
 from service.errors import ConfigError
 from service.remote import RemoteRoot, looks_like_url
 

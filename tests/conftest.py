@@ -51,7 +51,7 @@ def real_scene() -> Callable[[str], Path]:
 @pytest.fixture(scope="session")
 def sample_tif(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 1024 x 1024 x 4 uint16 sample COG: 16 tiles with bright and dark regions."""
-    from satdask.ingest import write_sample
+    from satdask.io.sample import write_sample
 
     return write_sample(tmp_path_factory.mktemp("sample") / "sample.tif", size=1024, bands=4)
 

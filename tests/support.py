@@ -89,7 +89,7 @@ def store_arrays(store: Any) -> dict[str, np.ndarray]:
     """The per-tile arrays of a run store (a path, URL or fsspec mapper)."""
     import xarray as xr
 
-    from satdask.inference import VARIABLES
+    from satdask.core.schema import VARIABLES
 
     ds = xr.open_zarr(store, decode_coords="all")
     return {name: ds[name].values for name in VARIABLES}

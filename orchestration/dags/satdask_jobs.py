@@ -18,7 +18,7 @@ import zarr
 
 import satdask
 from satdask.errors import RunError, SatdaskError
-from satdask.store import ATTRS_KEY
+from satdask.io.store import ATTRS_KEY
 
 __all__ = ["RetrainRecommendedError", "health_gate", "output_path", "plan_runs", "run_scene"]
 

@@ -5,14 +5,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from satdask.errors import ModelError
-
-if TYPE_CHECKING:
-    from satdask.training import SceneLike
 
 HISTOGRAM_BINS = 10
 
@@ -57,13 +54,6 @@ class ThresholdModel:
             },
         }
         return cls(threshold=training["mean"], training=training, lineage=dict(lineage or {}))
-
-    @classmethod
-    def train(cls, scenes: Sequence[SceneLike], **options: Any) -> ThresholdModel:
-        """Train over dask on every valid tile of `scenes`; see `satdask.training.train`."""
-        from satdask.training import train
-
-        return train(scenes, **options)
 
     def predict(self, mean_intensity: np.ndarray, *, ok: np.ndarray | None = None) -> np.ndarray:
         bright = np.asarray(mean_intensity) > self.threshold

@@ -48,9 +48,9 @@ from satdask import (
     validate,
     validate_many,
 )
-from satdask.lineage import canonical_sha256
-from satdask.raster import SceneInfo
-from satdask.validate import check_scene
+from satdask.io.lineage import canonical_sha256
+from satdask.io.source import SceneInfo
+from satdask.views.checks import check_scene
 
 SIZE = 512  # the good scene: 512 x 512 x 2 uint16, four 256 px tiles
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"

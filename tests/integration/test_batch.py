@@ -13,12 +13,12 @@ from affine import Affine
 from support import assert_same_arrays, corrupt_block, store_arrays
 
 from satdask import ModelRegistry, RunError, ThresholdModel, open_run, open_scene, run_batch
-from satdask.batch import RunResult
-from satdask.features import STATUS_FAILED, STATUS_OK
-from satdask.grid import TileGrid
-from satdask.inference import VARIABLES
-from satdask.store import ATTRS_KEY, FILL_VALUES
-from satdask.tiles import tile_dataset
+from satdask.core.features import STATUS_FAILED, STATUS_OK
+from satdask.core.grid import TileGrid
+from satdask.core.schema import VARIABLES
+from satdask.io.store import ATTRS_KEY, FILL_VALUES
+from satdask.pipeline.runs import RunResult
+from satdask.views.tiles import tile_dataset
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def _encoding(array: xr.DataArray) -> dict:
 
 
 def test_attrs_trace_the_run(threaded_run: RunResult, sample_tif: Path, artifact) -> None:
-    from satdask.lineage import file_sha256
+    from satdask.io.lineage import file_sha256
 
     a = threaded_run.attrs
     assert a["complete"] is True

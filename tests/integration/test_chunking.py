@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from support import scene_arrays, store_arrays, write_geotiff
 
 from satdask import ThresholdModel, TileGrid, infer_block, run_batch
-from satdask.inference import VARIABLES
+from satdask.core.schema import VARIABLES
 
 scenes = partial(
     scene_arrays,

@@ -28,7 +28,7 @@ from affine import Affine
 from support import BadPaths, store_arrays
 
 from satdask import __version__, open_run
-from satdask.inference import VARIABLES
+from satdask.core.schema import VARIABLES
 
 SATDASK = Path(sys.executable).parent / "satdask"
 TIMEOUT = 180  # seconds per command; generous for a loaded CI machine, never reached normally

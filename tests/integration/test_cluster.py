@@ -18,7 +18,7 @@ from procs import BIN, START_TIMEOUT, Cluster, dask_cluster
 from support import assert_same_arrays
 
 from satdask import ModelRegistry, open_run, run_batch
-from satdask.raster import GDAL_OPTIONS
+from satdask.io._gdal import GDAL_OPTIONS
 
 pytestmark = pytest.mark.cluster
 

@@ -21,9 +21,9 @@ from procs import dask_cluster
 from support import RangeHandler, assert_same_arrays, corrupt_block, serving
 
 from satdask import ModelRegistry, open_run, run_batch
-from satdask.ingest import write_sample
-from satdask.journal import journal_path
-from satdask.raster import REMOTE_RETRIES
+from satdask.io._journal import journal_path
+from satdask.io.sample import write_sample
+from satdask.io.source import REMOTE_RETRIES
 
 SATDASK = Path(sys.executable).parent / "satdask"
 TIMEOUT = 180  # seconds for any one command; never reached normally

@@ -12,7 +12,7 @@ import pytest
 from support import RangeHandler, assert_same_arrays
 
 from satdask import ThresholdModel, open_scene, read_tile, run_batch, scene_grid
-from satdask.ingest import write_sample
+from satdask.io.sample import write_sample
 
 
 def sent_during(action) -> int:  # type: ignore[no-untyped-def]

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from satdask.errors import IngestError
-from satdask.ingest import IngestResult, ingest
+from satdask.io.download import IngestResult, ingest
 
 PAYLOAD = bytes(range(256)) * 6000  # 1.5 MB: more than one read chunk
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()

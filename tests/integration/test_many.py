@@ -12,7 +12,7 @@ import pytest
 from support import assert_same_arrays
 
 from satdask import ModelRegistry, RunError, open_run, run_batch
-from satdask.manifest import run_many, store_names
+from satdask.pipeline.many import run_many, store_names
 
 SATDASK = Path(sys.executable).parent / "satdask"
 

@@ -18,7 +18,7 @@ from satdask import (
     tile_features,
     validate,
 )
-from satdask.features import STATUS_NODATA
+from satdask.core.features import STATUS_NODATA
 
 
 def numpy_tile_means(path: Path, tile: int, edge: str) -> np.ndarray:

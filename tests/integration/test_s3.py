@@ -17,8 +17,8 @@ import pytest
 import xarray as xr
 from support import S3, assert_same_arrays
 
-from satdask.ingest import write_sample
-from satdask.journal import journal_path
+from satdask.io._journal import journal_path
+from satdask.io.sample import write_sample
 
 s3fs = pytest.importorskip("s3fs", reason="the s3 extra (s3fs) is part of .[dev]")
 

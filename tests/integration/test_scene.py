@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from support import CountingScheduler
 
-import satdask.raster
+import satdask.io._gdal
 from satdask import SceneError, ValidationError, open_scene, read_tile, scene_grid, validate
 
 
@@ -161,7 +161,7 @@ worker = threading.Thread(target=lambda: seen.append(rasterio.env.get_gdal_confi
 worker.start(); worker.join()
 print(seen[0], os.environ["VSI_CACHE"])
 """
-    env = {k: v for k, v in os.environ.items() if k not in satdask.raster.GDAL_OPTIONS}
+    env = {k: v for k, v in os.environ.items() if k not in satdask.io._gdal.GDAL_OPTIONS}
     out = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
     )

@@ -42,8 +42,8 @@ from satdask import (
     train,
     validate,
 )
-from satdask.lineage import file_sha256
-from satdask.scene import scene_source
+from satdask.io.lineage import file_sha256
+from satdask.views.scene import scene_source
 
 SATDASK = Path(sys.executable).parent / "satdask"
 TIMEOUT = 180  # seconds per CLI command; never reached normally
@@ -630,7 +630,7 @@ def test_stac_1_1_band_metadata_and_a_hand_written_item(catalog: Catalog, tmp_pa
 
 
 def test_what_counts_as_an_item_reference() -> None:
-    from satdask.stac import is_item
+    from satdask.io.stac import is_item
 
     items = [
         "a/item.json",

@@ -29,10 +29,10 @@ from satdask import (
     run_batch,
     verify_run,
 )
-from satdask.inference import VARIABLES
-from satdask.lineage import canonical_sha256
-from satdask.store import ATTRS_KEY
-from satdask.verify import SCHEMA
+from satdask.core.schema import VARIABLES
+from satdask.io.lineage import canonical_sha256
+from satdask.io.store import ATTRS_KEY
+from satdask.pipeline.verify import SCHEMA
 
 CHECKS = [
     "complete",

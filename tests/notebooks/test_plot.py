@@ -15,7 +15,7 @@ from rasterio.enums import ColorInterp
 from support import corrupt_block
 
 from satdask import ModelRegistry, ThresholdModel, open_scene, run_batch, scene_grid
-from satdask.features import STATUS_FAILED, STATUS_NODATA
+from satdask.core.features import STATUS_FAILED, STATUS_NODATA
 from satdask.plot import health_table, prediction_map, quicklook
 from satdask.render import COLOURS
 

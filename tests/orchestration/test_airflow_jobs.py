@@ -14,7 +14,7 @@ import zarr
 
 import satdask
 from satdask import ModelRegistry, RegistryError, RunError, SatdaskError, SceneError
-from satdask.store import ATTRS_KEY
+from satdask.io.store import ATTRS_KEY
 
 DATE = "2026-06-01"
 

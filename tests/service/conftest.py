@@ -69,7 +69,7 @@ def data(tmp_path_factory: pytest.TempPathFactory, sample_tif: Path) -> DataRoot
     (root / "dir.tif").mkdir()
 
     # A COG cut short: it opens (header and IFD first) but its last tiles are gone.
-    from satdask.ingest import write_sample
+    from satdask.io.sample import write_sample
 
     whole = write_sample(base / "whole.tif", size=512, bands=1, dtype="uint8")
     blob = whole.read_bytes()

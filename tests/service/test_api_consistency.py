@@ -18,7 +18,7 @@ from litestar.testing import TestClient
 from svc_support import DataRoot
 
 from satdask import ModelRegistry, run_batch
-from satdask.features import STATUS_NAMES
+from satdask.core.features import STATUS_NAMES
 
 Client = TestClient[Litestar]
 

@@ -47,7 +47,7 @@ from svc_support import (
 )
 from traversal import JSON_ROUTES, corpus, send_refused
 
-from satdask.ingest import write_sample
+from satdask.io.sample import write_sample
 from service import Settings, create_app
 from service.errors import ConfigError, NotFoundError
 from service.remote import RemoteRoot
@@ -319,7 +319,7 @@ def small_scene(remote: Remote, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
 def test_a_store_that_stops_answering_is_502_after_the_bounded_retries(
     remote: Remote, small_scene: str, make_local: Callable[..., TestClient[Litestar]]
 ) -> None:
-    from satdask.raster import REMOTE_RETRIES
+    from satdask.io.source import REMOTE_RETRIES
 
     client = make_local(remote.root_url)
     assert client.get("/scenes/info", params={"path": small_scene}).status_code == 200

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from satdask import block_features
-from satdask.features import STATUS_NODATA, STATUS_OK
+from satdask.core.features import STATUS_NODATA, STATUS_OK
 
 
 def naive(data: np.ndarray, tile: int, nodata: float | None, edge: str = "skip"):

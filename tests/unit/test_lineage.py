@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from satdask.lineage import cached_file_sha256, canonical_sha256, file_sha256
+from satdask.io.lineage import cached_file_sha256, canonical_sha256, file_sha256
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from satdask.logs import configure_logging, run_logger
+from satdask._logs import configure_logging, run_logger
 
 
 @pytest.fixture(autouse=True)

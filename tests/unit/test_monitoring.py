@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from satdask.core.health import HealthPolicy, health_report, psi, should_retrain, summarize
 from satdask.errors import ModelError
-from satdask.monitoring import HealthPolicy, health_report, psi, should_retrain, summarize
 
 OK, NODATA, FAILED = 0, 1, 2
 

@@ -33,9 +33,9 @@ from rasterio.windows import from_bounds
 from support import scene_arrays
 
 from satdask import GridError, ThresholdModel, TileGrid, block_features, infer_block
-from satdask.features import STATUS_NODATA, STATUS_OK
-from satdask.grid import EDGE_POLICIES
-from satdask.tiles import tile_features
+from satdask.core.features import STATUS_NODATA, STATUS_OK
+from satdask.core.grid import EDGE_POLICIES
+from satdask.views.tiles import tile_features
 
 DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 EPS = np.finfo(np.float64).eps

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from satdask import ModelRegistry, RegistryError, ThresholdModel
-from satdask.registry import parse_model_ref
+from satdask.io.registry import parse_model_ref
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from satdask import ingest as ingest_module
 from satdask.errors import SatdaskError
-from satdask.ingest import write_sample
-from satdask.lineage import file_sha256
+from satdask.io.lineage import file_sha256
+from satdask.io.sample import write_sample
 
 DTYPES = ["uint8", "uint16", "int16", "uint32", "int32", "float32", "float64"]
 

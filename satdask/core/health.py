@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from satdask.errors import ModelError
-from satdask.features import STATUS_OK
+from satdask.core.features import STATUS_OK
+from satdask.errors import ModelError, MonitoringError
 from satdask.models.threshold import histogram_counts
 
 __all__ = [
@@ -51,7 +51,9 @@ class HealthPolicy:
         for name, value in asdict(self).items():
             number = isinstance(value, int | float) and not isinstance(value, bool)
             if not (number and math.isfinite(value) and value >= 0):
-                raise ValueError(f"HealthPolicy.{name} must be a finite number >= 0, got {value!r}")
+                raise MonitoringError(
+                    f"HealthPolicy.{name} must be a finite number >= 0, got {value!r}"
+                )
 
 
 # --------------------------------------------------------------------------- PSI
@@ -78,15 +80,17 @@ def psi(
     e = np.asarray(edges, dtype=np.float64)
     c = np.asarray(expected_counts, dtype=np.float64)
     if e.ndim != 1 or e.size < 2:
-        raise ValueError(f"psi: edges must be 1-D with at least 2 values, got shape {e.shape}")
+        raise MonitoringError(f"psi: edges must be 1-D with at least 2 values, got shape {e.shape}")
     if c.ndim != 1 or c.size != e.size - 1:
-        raise ValueError(f"psi: {e.size} edges need {e.size - 1} expected_counts, got {c.size}")
+        raise MonitoringError(
+            f"psi: {e.size} edges need {e.size - 1} expected_counts, got {c.size}"
+        )
     if not np.all(np.isfinite(e)) or np.any(np.diff(e) < 0):
-        raise ValueError("psi: edges must be finite and non-decreasing")
+        raise MonitoringError("psi: edges must be finite and non-decreasing")
     if not np.all(np.isfinite(c)) or np.any(c < 0) or c.sum() <= 0:
-        raise ValueError("psi: expected_counts must be non-negative with a positive total")
+        raise MonitoringError("psi: expected_counts must be non-negative with a positive total")
     if not (math.isfinite(epsilon) and epsilon > 0):
-        raise ValueError(f"psi: epsilon must be a finite number > 0, got {epsilon!r}")
+        raise MonitoringError(f"psi: epsilon must be a finite number > 0, got {epsilon!r}")
 
     values = np.asarray(actual, dtype=np.float64).ravel()
     values = values[np.isfinite(values)]
@@ -126,15 +130,17 @@ def _latency(
     ms = np.asarray(block_latency_ms, dtype=np.float64).ravel()
     tiles = np.asarray(block_tiles, dtype=np.int64).ravel()
     if ms.size != tiles.size:
-        raise ValueError(
+        raise MonitoringError(
             f"summarize: {ms.size} block_latency_ms values but {tiles.size} block_tiles values"
         )
     if not np.all(np.isfinite(ms)) or np.any(ms < 0):
-        raise ValueError("summarize: block_latency_ms must be finite and >= 0")
+        raise MonitoringError("summarize: block_latency_ms must be finite and >= 0")
     if np.any(tiles < 0):
-        raise ValueError("summarize: block_tiles must be >= 0")
+        raise MonitoringError("summarize: block_tiles must be >= 0")
     if not (math.isfinite(run_seconds) and run_seconds >= 0):
-        raise ValueError(f"summarize: run_seconds must be finite and >= 0, got {run_seconds!r}")
+        raise MonitoringError(
+            f"summarize: run_seconds must be finite and >= 0, got {run_seconds!r}"
+        )
 
     # A block with no tiles has no per-tile latency; leave it out rather than divide by 0.
     has_tiles = tiles > 0
@@ -204,13 +210,15 @@ def summarize(
     pred = np.asarray(prediction)
     mi = np.asarray(mean_intensity)
     if not (st.shape == pred.shape == mi.shape):
-        raise ValueError(
+        raise MonitoringError(
             "summarize: status, prediction and mean_intensity must share a shape, got "
             f"{st.shape}, {pred.shape}, {mi.shape}"
         )
     st = st.ravel()
     if st.size and (not np.issubdtype(st.dtype, np.integer) or st.min() < 0 or st.max() > 2):
-        raise ValueError("summarize: status codes must be integers 0 (ok), 1 (nodata), 2 (failed)")
+        raise MonitoringError(
+            "summarize: status codes must be integers 0 (ok), 1 (nodata), 2 (failed)"
+        )
     n_ok, n_nodata, n_failed = (int(n) for n in np.bincount(st.astype(np.intp), minlength=3))
     tiles_total = int(st.size)
     attempted = n_ok + n_failed

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from satdask.errors import RunError
+from satdask.io.lineage import cache_dir
 
 # A killed run loses at most FLUSH_SECONDS of finished work. A flush costs about a
 # millisecond (two fsyncs), so with many small blocks it waits for FLUSH_BLOCKS of them
@@ -48,8 +49,6 @@ def journal_path(out: Path | str) -> Path:
     flock or rename)."""
     if isinstance(out, Path):
         return out.with_name(f".{out.name}.partial")
-    from satdask.lineage import cache_dir
-
     key = hashlib.sha256(out.encode()).hexdigest()[:32]
     return cache_dir() / "journals" / f"{key}.partial"
 

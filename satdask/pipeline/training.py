@@ -3,35 +3,27 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import dask
 import numpy as np
-import xarray as xr
 
-from satdask.cluster import THREADS, check_scheduler, compute_client
+from satdask.core.features import STATUS_OK
+from satdask.core.grid import EdgePolicy
 from satdask.errors import ModelError
-from satdask.features import STATUS_OK
-from satdask.grid import EdgePolicy
-from satdask.lineage import versions
+from satdask.io.lineage import scene_sha256, versions
 from satdask.models.threshold import ThresholdModel
-from satdask.scene import open_scene
-from satdask.stac import stac_lineage
-from satdask.tiles import tile_features
-from satdask.validate import validate_many
+from satdask.pipeline._cluster import THREADS, check_scheduler, compute_client
+from satdask.views.checks import validate_many
+from satdask.views.scene import SceneLike, as_scene, scene_source
+from satdask.views.tiles import tile_features
 
 if TYPE_CHECKING:
     from distributed import Client
 
-SceneLike = str | os.PathLike[str] | xr.DataArray
 log = logging.getLogger("satdask.training")
-
-
-def as_scene(scene: SceneLike, **options: Any) -> xr.DataArray:
-    return scene if isinstance(scene, xr.DataArray) else open_scene(scene, **options)
 
 
 def train(
@@ -45,8 +37,6 @@ def train(
     allow_mixed_crs: bool = False,
 ) -> ThresholdModel:
     """Fit a ThresholdModel on every valid tile of `scenes`, with its lineage."""
-    from satdask.lineage import scene_sha256
-
     if not scenes:
         raise ModelError("train needs at least one scene")
     check_scheduler(scheduler)
@@ -68,7 +58,7 @@ def train(
                 "crs": r.crs,
                 "acquisition_time": r.acquisition_time,
                 "tiles": int(np.isfinite(m).sum()),
-                **stac_lineage(s),
+                **scene_source(s).lineage(),
             }
             for r, m, s in zip(reports, means, opened, strict=True)
         ],

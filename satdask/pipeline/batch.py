@@ -4,7 +4,7 @@ Reading and computing share a task so that a block whose pixels cannot be decode
 is narrowed down tile by tile inside that task: only the tiles whose bytes are
 bad fail, with their messages, and the run finishes. Each task returns its
 block's small per-tile arrays and latency. The driver journals each result as it
-arrives (`satdask.journal`), so a killed run resumes where it stopped, then
+arrives (`satdask.io._journal`), so a killed run resumes where it stopped, then
 assembles the tile grid (1/65536 of the pixels at 256 px tiles) and writes the
 run store once.
 """
@@ -24,34 +24,29 @@ import numpy as np
 from dask.callbacks import Callback
 from rasterio.errors import RasterioError
 
-from satdask import store
-from satdask.cluster import THREADS, Logger, check_scheduler, compute_client, describe
-from satdask.features import STATUS_NODATA, block_features
-from satdask.grid import Block, EdgePolicy, TileGrid
-from satdask.inference import VARIABLES, predict_tiles
-from satdask.journal import Record, RunJournal
-from satdask.lineage import scene_sha256, versions
-from satdask.logs import run_logger
+from satdask._logs import run_logger
+from satdask._progress import ProgressBar
+from satdask.core.features import block_features
+from satdask.core.grid import Block, EdgePolicy, TileGrid
+from satdask.core.health import HealthPolicy, health_report, summarize
+from satdask.core.inference import predict_tiles
+from satdask.core.schema import SCHEMA
+from satdask.io import store
+from satdask.io._gdal import gdal_message
+from satdask.io._journal import Record, RunJournal
+from satdask.io.geotiff import read_retries
+from satdask.io.lineage import scene_sha256, versions
+from satdask.io.open import open_source
+from satdask.io.registry import ModelArtifact, canonical_model_sha256
+from satdask.io.source import PixelSource, TiledRaster
 from satdask.models.base import TileModel
-from satdask.monitoring import HealthPolicy, health_report, summarize
-from satdask.progress import ProgressBar
-from satdask.raster import PixelSource, TiledRaster, gdal_message, open_raster, read_retries
-from satdask.registry import ModelArtifact, canonical_model_sha256
-from satdask.stac import is_item, stac_lineage
+from satdask.pipeline._cluster import THREADS, Logger, check_scheduler, compute_client, describe
+from satdask.pipeline.runs import RunResult, open_run
 
 if TYPE_CHECKING:
-    import xarray as xr
     from distributed import Client
 
-    from satdask.training import SceneLike
-
-_FILL: dict[str, Any] = {
-    "prediction": -1,
-    "mean_intensity": np.nan,
-    "std_intensity": np.nan,
-    "valid_fraction": 0.0,
-    "status": STATUS_NODATA,
-}
+    from satdask.views.scene import SceneLike
 
 
 @dataclass(frozen=True)
@@ -125,52 +120,6 @@ def _read_tile_by_tile(
 
 
 @dataclass(frozen=True)
-class RunResult:
-    """A finished run: where it is and what its attributes say."""
-
-    path: store.Destination
-    attrs: Mapping[str, Any]
-
-    @property
-    def run_id(self) -> str:
-        return str(self.attrs["run_id"])
-
-    @property
-    def counts(self) -> Mapping[str, int]:
-        return self.attrs["counts"]
-
-    @property
-    def monitoring(self) -> Mapping[str, Any]:
-        return self.attrs["monitoring"]
-
-    @property
-    def health(self) -> Mapping[str, Any]:
-        return self.attrs["health"]
-
-    @property
-    def errors(self) -> Sequence[Mapping[str, Any]]:
-        return self.attrs["errors"]
-
-    def should_retrain(self) -> bool:
-        from satdask.monitoring import should_retrain
-
-        return should_retrain(self.health)
-
-    def dataset(self) -> xr.Dataset:
-        return store.open_store(self.path)
-
-    def _repr_html_(self) -> str:
-        from satdask.reprs import run_html
-
-        return run_html(self)
-
-
-def open_run(path: str | os.PathLike[str]) -> RunResult:
-    """Open a complete run store; refuses a missing or unfinished one."""
-    return RunResult(store.destination(path), store.read_attrs(path))
-
-
-@dataclass(frozen=True)
 class RunPlan:
     """What a run will do, known before any pixel is read."""
 
@@ -221,14 +170,12 @@ def plan_run(
     options: dict[str, Any] = dict(
         tile_size=tile_size, tiles_per_chunk=tiles_per_chunk, bands=bands
     )
-    if isinstance(scene, str | os.PathLike) and not is_item(scene):
-        raster, opened = open_raster(scene, **options), None
+    if isinstance(scene, str | os.PathLike) or not hasattr(scene, "dims"):
+        raster = open_source(scene, **options)  # a file or a STAC item: no xarray
     else:
-        from satdask.scene import scene_raster
-        from satdask.training import as_scene
+        from satdask.views.scene import scene_raster
 
-        opened = as_scene(scene, **options)
-        raster = scene_raster(opened)
+        raster = scene_raster(scene)
     grid = raster.grid(edge=edge)
     model_info = (
         artifact.describe()
@@ -237,7 +184,7 @@ def plan_run(
     )
     t0 = perf_counter()
     sha = scene_sha256(raster.source.uri)
-    stac = stac_lineage(opened) if opened is not None else {}
+    stac = raster.source.lineage()
     return RunPlan(
         raster,
         grid,
@@ -481,9 +428,9 @@ def _compute(
 def _assemble(results: Sequence[BlockResult], grid: TileGrid) -> dict[str, np.ndarray]:
     """Place each block's arrays in the full tile grid (one copy per block, no tile loop)."""
     first = results[0].variables
-    out = {name: np.full(grid.shape, _FILL[name], dtype=first[name].dtype) for name in VARIABLES}
+    out = {v.name: np.full(grid.shape, v.empty, dtype=first[v.name].dtype) for v in SCHEMA}
     for r in results:
         b = r.block
-        for name in VARIABLES:
+        for name in out:
             out[name][b.row0 : b.row0 + b.rows, b.col0 : b.col0 + b.cols] = r.variables[name]
     return out

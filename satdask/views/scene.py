@@ -1,4 +1,4 @@
-"""Scenes as lazy xarray DataArrays chunked in whole tiles, over `satdask.raster`."""
+"""Scenes as lazy xarray DataArrays chunked in whole tiles, over any pixel source."""
 
 from __future__ import annotations
 
@@ -10,21 +10,17 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 from rasterio.errors import RasterioError
-from rasterio.windows import Window
 
+from satdask.core.grid import TileGrid, Window
 from satdask.errors import SceneError
-from satdask.grid import TileGrid
-from satdask.raster import (
-    PixelSource,
-    RasterSource,
-    SceneInfo,
-    TiledRaster,
-    gdal_message,
-    open_raster,
-)
+from satdask.io._gdal import gdal_message
+from satdask.io.open import open_source, source_from_scene
+from satdask.io.source import PixelSource, SceneInfo, TiledRaster
 
 if TYPE_CHECKING:
     import pystac
+
+SceneLike = str | os.PathLike[str] | xr.DataArray
 
 
 class _LazyRaster:
@@ -38,19 +34,26 @@ class _LazyRaster:
 
     def __getitem__(self, key: tuple[slice, slice, slice]) -> np.ndarray:
         bands, rows, cols = key
-        window = Window.from_slices(rows, cols, height=self.shape[1], width=self.shape[2])
+        window = _window(rows, cols, height=self.shape[1], width=self.shape[2])
         sub = self.source.subset(bands)
         try:
             return sub.read(window)
         except RasterioError as exc:  # e.g. a truncated file: it opens fine, fails on read
-            r, c = window.toslices()
             raise SceneError(
-                f"{self.source.uri}: pixels at rows {r.start}:{r.stop}, cols {c.start}:{c.stop} "
-                f"cannot be read ({gdal_message(exc)})"
+                f"{self.source.uri}: pixels at rows {window.row_off}:"
+                f"{window.row_off + window.height}, cols {window.col_off}:"
+                f"{window.col_off + window.width} cannot be read ({gdal_message(exc)})",
+                uri=self.source.uri,
             ) from None
 
     def __dask_tokenize__(self) -> tuple[Any, ...]:
         return ("LazyRaster", self.source.__dask_tokenize__(), self.shape, str(self.dtype))
+
+
+def _window(rows: slice, cols: slice, *, height: int, width: int) -> Window:
+    r0, r1, _ = rows.indices(height)
+    c0, c1, _ = cols.indices(width)
+    return Window(c0, r0, c1 - c0, r1 - r0)
 
 
 def open_scene(
@@ -67,41 +70,37 @@ def open_scene(
     Nothing but metadata is read here; georeferencing lives in coords and attrs
     (rioxarray's `spatial_ref` convention) so it survives arithmetic. A STAC item
     (a `pystac.Item`, or a path/URL to its JSON) stacks its single-band assets:
-    `assets=[keys]` picks them, `bands` picks by number or common name (`satdask.stac`).
+    `assets=[keys]` picks them, `bands` picks by number or common name.
     """
-    from satdask import stac
-
-    if stac.is_item(source):
-        return stac.open_item(
-            source,
-            tile_size=tile_size,
-            tiles_per_chunk=tiles_per_chunk,
-            assets=assets,
-            bands=bands,
-            acquisition_time=acquisition_time,
-        )
-    if assets is not None:
-        raise SceneError(f"{os.fspath(source)}: assets= selects assets of a STAC item only")
-    raster = open_raster(
+    raster = open_source(
         source,
         tile_size=tile_size,
         tiles_per_chunk=tiles_per_chunk,
-        bands=bands,  # type: ignore[arg-type]  (names are for STAC items; refused here)
+        bands=bands,
+        assets=assets,
         acquisition_time=acquisition_time,
     )
     return lazy_scene(raster)
+
+
+def as_scene(scene: SceneLike, **options: Any) -> xr.DataArray:
+    """A DataArray as it is; anything else opened with `open_scene(scene, **options)`."""
+    return scene if isinstance(scene, xr.DataArray) else open_scene(scene, **options)
 
 
 def lazy_scene(raster: TiledRaster) -> xr.DataArray:
     """The tile-chunked DataArray over a raster, whose bands become the band coordinate.
 
     Georeferencing lives in coords and attrs (rioxarray's `spatial_ref` convention).
+    The source's per-band labels become coordinates along `band` and its attributes
+    join the scene's, so `scene_source` can rebuild it after any band selection.
     """
     import rioxarray  # noqa: F401  (registers the .rio accessor)
 
-    info, bands = raster.info, raster.source.bands
+    info, source = raster.info, raster.source
+    bands = source.bands
     ychunks, xchunks = raster.chunks
-    lazy = _LazyRaster(raster.source, (len(bands), info.height, info.width), info.dtype)
+    lazy = _LazyRaster(source, (len(bands), info.height, info.width), info.dtype)
     data = da.from_array(
         lazy,
         chunks=((len(bands),), ychunks, xchunks),
@@ -112,11 +111,13 @@ def lazy_scene(raster: TiledRaster) -> xr.DataArray:
         name="scene-" + da.core.tokenize(lazy, ychunks, xchunks),
     )
     tf = info.transform
+    labels = {name: ("band", list(values)) for name, values in source.band_labels.items()}
     arr = xr.DataArray(
         data,
         dims=("band", "y", "x"),
         coords={
             "band": list(bands),
+            **labels,
             "y": tf.f + tf.e * (np.arange(info.height) + 0.5),
             "x": tf.c + tf.a * (np.arange(info.width) + 0.5),
         },
@@ -125,6 +126,7 @@ def lazy_scene(raster: TiledRaster) -> xr.DataArray:
             "source": info.uri,
             "tile_size": raster.tile_size,
             "acquisition_time": info.acquisition_time or "",
+            **source.scene_attrs(),
         },
     )
     arr = arr.rio.write_crs(info.crs).rio.write_transform(tf)
@@ -152,16 +154,18 @@ def scene_raster(scene: xr.DataArray) -> TiledRaster:
 
 def scene_source(scene: xr.DataArray) -> PixelSource:
     """The file (or STAC assets) behind a scene from `open_scene`, with the bands it holds."""
-    from satdask.stac import is_stack, stack_source
-
     uri = scene.attrs.get("source")
     if not uri or "band" not in scene.dims:
         raise SceneError(
             "expected a scene from satdask.open_scene (a DataArray with a 'source' attribute)"
         )
-    if is_stack(scene):
-        return stack_source(scene)
-    return RasterSource.of(uri, [int(b) for b in np.atleast_1d(scene["band"].values)])
+    labels = {
+        str(name): [str(v) for v in np.atleast_1d(coord.values)]
+        for name, coord in scene.coords.items()
+        if coord.dims == ("band",) and name != "band"
+    }
+    bands = [int(b) for b in np.atleast_1d(scene["band"].values)]
+    return source_from_scene(uri, bands, attrs=scene.attrs, labels=labels)
 
 
 def scene_nodata(scene: xr.DataArray) -> float | None:
@@ -174,6 +178,7 @@ def read_tile(scene: xr.DataArray, row: int, col: int, *, grid: TileGrid) -> np.
     try:
         return scene_source(scene).read(grid.window(row, col))
     except RasterioError as exc:
+        uri = scene.attrs["source"]
         raise SceneError(
-            f"{scene.attrs['source']}: tile ({row}, {col}) cannot be read ({gdal_message(exc)})"
+            f"{uri}: tile ({row}, {col}) cannot be read ({gdal_message(exc)})", uri=uri
         ) from None

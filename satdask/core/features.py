@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from satdask.grid import EdgePolicy
+from satdask.core.grid import EdgePolicy
 
 STATUS_OK, STATUS_NODATA, STATUS_FAILED = 0, 1, 2
 STATUS_NAMES = ("ok", "nodata", "failed")

@@ -1,6 +1,8 @@
 """HTML views of runs, model artifacts and validation reports, for Jupyter.
 
-Pure functions from an object to an HTML string: no I/O, no IPython import.
+Pure functions from plain data (the mappings each object stores) to an HTML
+string: no I/O, no IPython import, and no import of the classes they draw, whose
+`_repr_html_` methods call down into this module.
 Every value is escaped with ``html.escape``; scene URIs, error messages and
 lineage come from files and must never be trusted as markup. The classes'
 ``_repr_html_`` methods call these, so a bare ``run`` at the end of a notebook
@@ -13,12 +15,7 @@ import html
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from satdask.batch import RunResult
-    from satdask.registry import ModelArtifact
-    from satdask.validate import ValidationReport
+from typing import Any
 
 __all__ = ["artifact_html", "report_html", "run_html"]
 
@@ -105,9 +102,8 @@ def _details(summary: str, mapping: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- run
 
 
-def run_html(run: RunResult) -> str:
-    """A run: counts and health at a glance, then scene, model, config and errors."""
-    a = run.attrs
+def run_html(a: Mapping[str, Any], *, path: str) -> str:
+    """A run's attributes: counts and health at a glance, then scene, model, config, errors."""
     c, h = a["counts"], a["health"]
     scene, model, config = a["scene"], a["model"], a["config"]
     preds = a["monitoring"]["predictions"]
@@ -135,11 +131,12 @@ def run_html(run: RunResult) -> str:
             ],
         ),
         ("Config", _config_rows(config)),
-        ("Store", _store_rows(run, timings)),
+        ("Store", _store_rows(a, path, timings)),
     ]
-    if run.errors:
-        sections.append((f"Errors ({len(run.errors)})", _error_rows(run.errors)))
-    return _card(f"satdask run {_e(run.run_id)}", badges, summary, sections)
+    errors = a.get("errors") or []
+    if errors:
+        sections.append((f"Errors ({len(errors)})", _error_rows(errors)))
+    return _card(f"satdask run {_e(a['run_id'])}", badges, summary, sections)
 
 
 def _prediction_rows(p: Mapping[str, Any]) -> list[Row]:
@@ -201,15 +198,15 @@ def _px(shape: Any) -> str:
     return f"{shape} px"
 
 
-def _store_rows(run: RunResult, timings: Mapping[str, Any]) -> list[Row]:
+def _store_rows(a: Mapping[str, Any], path: str, timings: Mapping[str, Any]) -> list[Row]:
     rows: list[Row] = [
-        ("path", _e(Path(run.path))),
-        ("created", _e(run.attrs.get("created_at", "-"))),
+        ("path", _e(path)),
+        ("created", _e(a.get("created_at", "-"))),
     ]
     if timings:
         shown = {k: f"{v:.3f}" if isinstance(v, float) else v for k, v in timings.items()}
         rows.append(("timings (s)", _details(", ".join(shown)[:60], shown)))
-    versions = run.attrs.get("versions")
+    versions = a.get("versions")
     if isinstance(versions, Mapping) and versions:
         rows.append(("versions", _details(f"{len(versions)} packages", versions)))
     return rows
@@ -228,11 +225,11 @@ def _error_rows(errors: Sequence[Mapping[str, Any]]) -> list[Row]:
 # --------------------------------------------------------------------------- model
 
 
-def artifact_html(artifact: ModelArtifact) -> str:
-    """A registered model: its parameters, training statistics and where it came from."""
-    params = artifact.model.to_dict()
+def artifact_html(artifact: Mapping[str, Any]) -> str:
+    """A registered model (id, kind, created_at, sha256, uri, parameters, lineage)."""
+    params = artifact["parameters"]
     training = params.get("training") or {}
-    lineage = artifact.lineage
+    lineage = artifact["lineage"]
     scalar = {k: v for k, v in params.items() if isinstance(v, int | float | str)}
     summary = _e(
         ", ".join(f"{k}={_plain(v)}" for k, v in scalar.items())
@@ -242,10 +239,10 @@ def artifact_html(artifact: ModelArtifact) -> str:
         (
             "Artifact",
             [
-                ("kind", _e(artifact.model.kind)),
-                ("created", _e(artifact.created_at)),
-                ("sha256", _short(artifact.sha256)),
-                ("file", _e(artifact.uri)),
+                ("kind", _e(artifact["kind"])),
+                ("created", _e(artifact["created_at"])),
+                ("sha256", _short(artifact["sha256"])),
+                ("file", _e(artifact["uri"])),
             ],
         ),
         ("Parameters", [(k, _num(v)) for k, v in scalar.items()]),
@@ -253,8 +250,8 @@ def artifact_html(artifact: ModelArtifact) -> str:
     if training:
         sections.append(("Training statistics", _training_rows(training)))
     sections.append(("Lineage", _lineage_rows(lineage)))
-    title = f"satdask model {_e(artifact.id)}"
-    return _card(title, _badge(artifact.model.kind, _NEUTRAL), summary, sections)
+    title = f"satdask model {_e(artifact['id'])}"
+    return _card(title, _badge(artifact["kind"], _NEUTRAL), summary, sections)
 
 
 def _plain(value: Any) -> str:
@@ -309,22 +306,21 @@ def _lineage_rows(lineage: Mapping[str, Any]) -> list[Row]:
 # --------------------------------------------------------------------------- validation
 
 
-def report_html(report: ValidationReport) -> str:
-    """A validation report: the scene's facts, and its warnings in plain sight."""
-    n = len(report.warnings)
+def report_html(report: Mapping[str, Any]) -> str:
+    """A validation report's fields: the scene's facts, and its warnings in plain sight."""
+    r = report
+    n = len(r["warnings"])
     badge = _badge("valid", _GOOD) + (_badge(f"{n} warning{'s' * (n != 1)}", _BAD) if n else "")
-    summary = _e(
-        f"{report.width} x {report.height} px, {report.bands} band(s), {report.dtype}, {report.crs}"
-    )
+    summary = _e(f"{r['width']} x {r['height']} px, {r['bands']} band(s), {r['dtype']}, {r['crs']}")
     rows: list[Row] = [
-        ("file", _e(report.uri)),
-        ("size", _e(f"{report.width} x {report.height} px")),
-        ("bands", _e(f"{report.bands} x {report.dtype}")),
-        ("CRS", _e(report.crs or "-")),
-        ("nodata", _e(report.nodata)),
-        ("block shape", _e(f"{report.block_shape[0]} x {report.block_shape[1]} px")),
-        ("acquired", _e(report.acquisition_time or "-")),
-        ("warnings", _list(report.warnings) if n else "none"),
+        ("file", _e(r["uri"])),
+        ("size", _e(f"{r['width']} x {r['height']} px")),
+        ("bands", _e(f"{r['bands']} x {r['dtype']}")),
+        ("CRS", _e(r["crs"] or "-")),
+        ("nodata", _e(r["nodata"])),
+        ("block shape", _e(f"{r['block_shape'][0]} x {r['block_shape'][1]} px")),
+        ("acquired", _e(r["acquisition_time"] or "-")),
+        ("warnings", _list(r["warnings"]) if n else "none"),
     ]
-    name = Path(report.uri).name or report.uri
+    name = Path(r["uri"]).name or r["uri"]
     return _card(f"validation of {_e(name)}", badge, summary, [("", rows)])

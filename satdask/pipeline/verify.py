@@ -20,11 +20,11 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.errors import CRSError
 
-from satdask import store
+from satdask.core.features import STATUS_FAILED, STATUS_NODATA, STATUS_OK
+from satdask.core.grid import TileGrid
 from satdask.errors import GridError, RegistryError, RunError
-from satdask.features import STATUS_FAILED, STATUS_NODATA, STATUS_OK
-from satdask.grid import TileGrid
-from satdask.lineage import file_sha256
+from satdask.io import store
+from satdask.io.lineage import file_sha256
 
 Outcome = Literal["pass", "fail", "skip"]
 
@@ -233,7 +233,7 @@ def _scene(attrs: Mapping[str, Any]) -> list[Check]:
 
 
 def _file_hash(label: str, uri: object, recorded: object) -> Check:
-    from satdask.raster import is_remote
+    from satdask._uri import is_remote
 
     if not isinstance(uri, str) or not uri:
         return Check(label, "fail", "no scene URI recorded")
@@ -258,7 +258,7 @@ def _file_hash(label: str, uri: object, recorded: object) -> Check:
 
 
 def _model(attrs: Mapping[str, Any], registry: str | os.PathLike[str] | None) -> Check:
-    from satdask.registry import ModelRegistry
+    from satdask.io.registry import ModelRegistry
 
     label = "model sha256"
     model = attrs.get("model", {})

@@ -1,13 +1,13 @@
-"""STAC items as scenes: single-band GeoTIFF/COG assets stacked into the band dimension.
+"""STAC items as pixel sources: single-band GeoTIFF/COG assets stacked into bands.
 
-An item opens as the same lazy, tile-chunked (band, y, x) DataArray as a GeoTIFF.
-Its pixels come from a `StackSource`, which composes one `RasterSource` per asset
-(so one GDAL handle per thread per asset) and reads like a `RasterSource`: batch
-runs, `read_tile`, training and the service need no STAC-specific code.
+An item opens as the same `TiledRaster` as a GeoTIFF. Its pixels come from a
+`StackSource`, which composes one `RasterSource` per asset (so one GDAL handle per
+thread per asset) and is a `PixelSource` like any other: batch runs, `read_tile`,
+training, the scene view and the service need no STAC-specific code.
 
-Which asset each band comes from travels with the scene itself: the `asset`
-coordinate along `band` names the asset key, and `attrs["stac"]` maps keys to
-hrefs, so `isel`/`sel` over bands keep them in step.
+The scene view keeps which asset each band comes from as the `asset` coordinate
+along `band` (the source's `band_labels`), and the item's hrefs in
+`attrs["stac"]` (its `scene_attrs`), so `isel`/`sel` over bands keep them in step.
 
 pystac is an optional dependency (the `stac` extra), imported only when an item
 is opened.
@@ -27,29 +27,27 @@ from urllib.parse import urljoin, urlsplit
 from urllib.request import urlopen
 
 import numpy as np
-from rasterio.windows import Window
 
+from satdask._uri import NO_SELF_HREF, is_http, is_remote, normalize_uri
+from satdask.core.grid import Window, check_tile_size
 from satdask.errors import SatdaskError, SceneError
-from satdask.grid import check_tile_size
-from satdask.raster import (
+from satdask.io.geotiff import RasterSource, probe
+from satdask.io.lineage import scene_sha256
+from satdask.io.source import (
     REMOTE_RETRIES,
-    RasterSource,
     SceneInfo,
-    is_remote,
-    normalize_uri,
+    TiledRaster,
+    check_scene,
     parse_datetime,
-    probe,
     tile_raster,
 )
 
 if TYPE_CHECKING:
     import pystac
-    import xarray as xr
 
 _RASTER_TYPES = ("image/tiff", "image/geotiff", "image/vnd.stac.geotiff")
 _RASTER_SUFFIXES = (".tif", ".tiff")
 _FETCH_TIMEOUT_S = 30.0
-NO_SELF_HREF = "stac-item:"  # uri prefix of an in-memory item that was never saved
 
 
 # ---------------------------------------------------------------------------
@@ -67,21 +65,12 @@ def is_item(source: object) -> bool:
     return is_item_uri(os.fspath(source))
 
 
-def _is_dataarray(obj: object) -> bool:
-    xarray = sys.modules.get("xarray")  # not imported: then no object can be a DataArray
-    return xarray is not None and isinstance(obj, xarray.DataArray)
-
-
 def is_item_uri(uri: str) -> bool:
-    path = urlsplit(uri).path if uri.startswith(("http://", "https://")) else uri
+    path = urlsplit(uri).path if is_http(uri) else uri
     lower = path.lower()
     if lower.endswith(".json") or uri.startswith(NO_SELF_HREF):
         return True
-    return (
-        uri.startswith(("http://", "https://"))
-        and "/items/" in path
-        and not lower.endswith(_RASTER_SUFFIXES)
-    )
+    return is_http(uri) and "/items/" in path and not lower.endswith(_RASTER_SUFFIXES)
 
 
 def _pystac() -> Any:
@@ -118,7 +107,7 @@ def load_item(source: str | os.PathLike[str] | pystac.Item) -> tuple[pystac.Item
 def _read_bytes(uri: str) -> bytes:
     if not is_remote(uri):
         return Path(uri).read_bytes()
-    if not uri.startswith(("http://", "https://")):
+    if not is_http(uri):
         raise SceneError(f"{uri}: STAC items are read from local paths or http(s) URLs only")
     try:
         with urlopen(uri, timeout=_FETCH_TIMEOUT_S) as response:
@@ -308,8 +297,6 @@ def probe_layers(uri: str, layers: Sequence[Layer], *, when: str | None) -> Stac
     Refuses multi-band assets and assets on different grids: resampling is out of
     scope, so a stack is only as good as its assets' agreement.
     """
-    from satdask.validate import check_scene
-
     infos: dict[str, SceneInfo] = {}
     for layer in layers:
         if layer.key in infos:
@@ -359,15 +346,19 @@ def probe_layers(uri: str, layers: Sequence[Layer], *, when: str | None) -> Stac
 
 @dataclass(frozen=True)
 class StackSource:
-    """Reads like a RasterSource: (band, y, x) of a window, one band per asset.
+    """A PixelSource: (band, y, x) of a window, one band per asset.
 
     Holds no handle: each part keeps its own per-thread GDAL handle. `bands` are
-    the scene's band numbers (positions in the item's stack), as lineage records.
+    the scene's band numbers (positions in the item's stack), as lineage records;
+    `keys` the asset key of each band; `item` the item's id, self href, datetime
+    and the href of every asset key, which is all a scene view keeps to rebuild it.
     """
 
     uri: str
     parts: tuple[RasterSource, ...]
     bands: tuple[int, ...]
+    keys: tuple[str, ...]
+    item: Mapping[str, Any]
 
     def read(self, window: Window, *, retries: int = REMOTE_RETRIES) -> np.ndarray:
         """Each asset's window into one array (each read retried as RasterSource.read)."""
@@ -379,31 +370,55 @@ class StackSource:
         return out
 
     def subset(self, index: slice) -> StackSource:
-        return StackSource(self.uri, self.parts[index], self.bands[index])
+        return StackSource(
+            self.uri, self.parts[index], self.bands[index], self.keys[index], self.item
+        )
+
+    @property
+    def band_labels(self) -> dict[str, tuple[str, ...]]:
+        return {"asset": self.keys}
+
+    def scene_attrs(self) -> dict[str, Any]:
+        return {"stac": dict(self.item)}
+
+    def lineage(self) -> dict[str, Any]:
+        """`{"stac": ...}`: each asset's href and sha256 (None when remote), by band.
+
+        The scene's own sha256 covers the item JSON; a changed band changes this.
+        """
+        hashes = {k: scene_sha256(self.item["assets"][k]) for k in dict.fromkeys(self.keys)}
+        return {
+            "stac": {
+                "id": self.item["id"],
+                "self_href": self.item["self_href"],
+                "assets": [
+                    {"band": b, "key": k, "href": self.item["assets"][k], "sha256": hashes[k]}
+                    for b, k in zip(self.bands, self.keys, strict=True)
+                ],
+            }
+        }
+
+    def probe(self) -> tuple[SceneInfo, tuple[SceneInfo, ...]]:
+        layers = [Layer(k, self.item["assets"][k]) for k in self.keys]
+        stack = probe_layers(self.uri, layers, when=self.item.get("datetime"))
+        return stack.info, stack.files
 
     def __dask_tokenize__(self) -> tuple[Any, ...]:
         parts = tuple(p.__dask_tokenize__() for p in self.parts)
-        return ("StackSource", self.uri, parts, self.bands)
+        return ("StackSource", self.uri, parts, self.bands, self.keys)
 
 
-def is_stack(scene: object) -> bool:
-    """A DataArray opened from a STAC item (it carries the `asset` coordinate)."""
-    if not _is_dataarray(scene):
-        return False
-    return "asset" in scene.coords and "stac" in scene.attrs  # type: ignore[attr-defined]
-
-
-def stack_source(scene: xr.DataArray) -> StackSource:
-    """The assets behind a scene from `open_item`, with the bands it still holds."""
-    hrefs = scene.attrs["stac"]["assets"]
-    keys = [str(k) for k in np.atleast_1d(scene["asset"].values)]
-    bands = tuple(int(b) for b in np.atleast_1d(scene["band"].values))
+def stack_source(
+    uri: str, bands: Sequence[int], *, item: Mapping[str, Any], keys: Sequence[str]
+) -> StackSource:
+    """The StackSource of a scene view, from the attributes and labels it kept."""
+    hrefs = item["assets"]
     parts = tuple(RasterSource.of(hrefs[k], [1]) for k in keys)
-    return StackSource(scene.attrs["source"], parts, bands)
+    return StackSource(uri, parts, tuple(int(b) for b in bands), tuple(keys), item)
 
 
 # ---------------------------------------------------------------------------
-# Public entry points (through satdask.open_scene and satdask.validate)
+# Opening an item as a tiled raster (through satdask.io.open.open_source)
 # ---------------------------------------------------------------------------
 
 
@@ -415,76 +430,29 @@ def open_item(
     assets: Sequence[str] | None = None,
     bands: Sequence[int | str] | None = None,
     acquisition_time: str | None = None,
-) -> xr.DataArray:
-    """A STAC item as a lazy (band, y, x) scene: see `satdask.open_scene`."""
-    from satdask.scene import lazy_scene
-
+) -> TiledRaster:
+    """A STAC item's chosen assets, probed onto one grid and cut into tile chunks."""
     tile_size = check_tile_size(tile_size)
     item, uri = load_item(source)
     chosen = select_layers(item, uri, assets=assets, bands=bands)
     probed = probe_layers(uri, [layer for _, layer in chosen], when=item_time(item))
     info, layers = probed.info, probed.layers
-    parts = tuple(RasterSource.of(layer.href, [1]) for layer in layers)
-    stack = StackSource(uri, parts, tuple(n for n, _ in chosen))
-    raster = tile_raster(
+    meta = {
+        "id": item.id,
+        "self_href": item.get_self_href(),
+        "datetime": info.acquisition_time,
+        "assets": {layer.key: layer.href for layer in layers},
+    }
+    stack = stack_source(
+        uri, [n for n, _ in chosen], item=meta, keys=[layer.key for layer in layers]
+    )
+    return tile_raster(
         stack,
         info,
         tile_size=tile_size,
         tiles_per_chunk=tiles_per_chunk,
         acquisition_time=acquisition_time,
     )
-    scene = lazy_scene(raster)
-    scene = scene.assign_coords(asset=("band", [layer.key for layer in layers]))
-    scene.attrs["stac"] = {
-        "id": item.id,
-        "self_href": item.get_self_href(),
-        "datetime": info.acquisition_time,
-        "assets": {layer.key: layer.href for layer in layers},
-    }
-    return scene
-
-
-def probe_stack(scene: xr.DataArray | str | os.PathLike[str]) -> Stack | None:
-    """The stack's info for a STAC item path/URL or a scene opened from one; else None.
-
-    For a path, the default stack (as `open_scene(path)` would open it).
-    """
-    if is_stack(scene):
-        stac = scene.attrs["stac"]
-        keys = [str(k) for k in np.atleast_1d(scene["asset"].values)]
-        layers = [Layer(k, stac["assets"][k]) for k in keys]
-        return probe_layers(scene.attrs["source"], layers, when=stac.get("datetime"))
-    if _is_dataarray(scene) or not is_item(scene):
-        return None
-    item, uri = load_item(scene)
-    layers = [layer for _, layer in select_layers(item, uri)]
-    return probe_layers(uri, layers, when=item_time(item))
-
-
-def stac_lineage(scene: xr.DataArray) -> dict[str, Any]:
-    """`{"stac": ...}` for a run's or model's scene record; `{}` for a plain file.
-
-    The scene's own sha256 covers the item JSON; each asset's sha256 (None when
-    remote, as for remote scenes) is listed here, so a changed band changes lineage.
-    """
-    from satdask.lineage import scene_sha256
-
-    if not is_stack(scene):
-        return {}
-    stac = scene.attrs["stac"]
-    keys = [str(k) for k in np.atleast_1d(scene["asset"].values)]
-    bands = [int(b) for b in np.atleast_1d(scene["band"].values)]
-    hashes = {k: scene_sha256(stac["assets"][k]) for k in dict.fromkeys(keys)}
-    return {
-        "stac": {
-            "id": stac["id"],
-            "self_href": stac["self_href"],
-            "assets": [
-                {"band": b, "key": k, "href": stac["assets"][k], "sha256": hashes[k]}
-                for b, k in zip(bands, keys, strict=True)
-            ],
-        }
-    }
 
 
 def expand_collections(sources: Sequence[Any]) -> list[Any]:

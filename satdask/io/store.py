@@ -1,7 +1,7 @@
 """The run store: one Zarr v3 group per run, written so a crash never looks finished.
 
 The store is staged in the run's journal beside its destination (see
-`satdask.journal`), moved into place with one rename, and only then marked
+`satdask.io._journal`), moved into place with one rename, and only then marked
 `complete: true`. Readers refuse a store without that mark.
 
 It is written with zarr alone, laid out as xarray and rioxarray would write the
@@ -27,20 +27,16 @@ import numpy as np
 import zarr
 from rasterio.crs import CRS
 
+from satdask._uri import is_url
+from satdask.core.grid import TileGrid
+from satdask.core.schema import FILL_VALUES, VARIABLE_ATTRS
 from satdask.errors import RunError
-from satdask.grid import TileGrid
-from satdask.inference import VARIABLE_ATTRS
 
 if TYPE_CHECKING:
     import xarray as xr
 
 ATTRS_KEY = "satdask"
 CHUNK_TILES = 1024  # output chunks hold many tiles: a 16384 px scene at 256 px is one chunk
-# Zarr reads a chunk that was never written as the fill value. For the class and the
-# status that is a value no tile can have, so a lost chunk shows instead of reading as
-# "ok, dark" (the default fill, 0). Zarr's fill_value, not CF's _FillValue: nothing is
-# masked on read and the dtypes stay.
-FILL_VALUES = {"status": 255, "prediction": -128}
 GRID_MAPPING = "spatial_ref"
 # CF's _FillValue for float arrays, NaN, in the form xarray gives it in Zarr v3 attributes
 _NAN_FILL = {"_FillValue": base64.standard_b64encode(struct.pack("<d", math.nan)).decode()}
@@ -53,10 +49,6 @@ def destination(out: str | os.PathLike[str]) -> Destination:
     """A URL stays a string (Path would fold its '//'); anything else is a local Path."""
     text = os.fspath(out)
     return text if is_url(text) else Path(text)
-
-
-def is_url(out: str | os.PathLike[str]) -> bool:
-    return "://" in os.fspath(out)
 
 
 def check_destination(out: Destination, *, overwrite: bool) -> None:

@@ -9,16 +9,34 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from affine import Affine
-from rasterio.windows import Window
 
 from satdask.errors import GridError
 
 EdgePolicy = Literal["skip", "pad"]
 EDGE_POLICIES: tuple[str, ...] = ("skip", "pad")
 Chunks = tuple[tuple[int, ...], tuple[int, ...]]
+
+
+class Window(NamedTuple):
+    """A pixel window, in rasterio's argument order, so `rasterio.windows.Window(*w)` reads it.
+
+    The core stays free of rasterio; only the readers convert.
+    """
+
+    col_off: int
+    row_off: int
+    width: int
+    height: int
+
+    def toslices(self) -> tuple[slice, slice]:
+        """(rows, cols) slices, as numpy indexes a (y, x) array."""
+        return (
+            slice(self.row_off, self.row_off + self.height),
+            slice(self.col_off, self.col_off + self.width),
+        )
 
 
 def check_tile_size(tile_size: object, *, name: str = "tile_size") -> int:

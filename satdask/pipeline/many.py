@@ -22,19 +22,20 @@ from typing import TYPE_CHECKING, Any
 
 import xarray as xr
 
-from satdask.batch import run_batch
-from satdask.cluster import check_scheduler, compute_client
+from satdask._progress import ProgressBar
+from satdask._uri import is_url
+from satdask.core.grid import EdgePolicy
+from satdask.core.health import HealthPolicy
 from satdask.errors import RunError, SatdaskError
-from satdask.grid import EdgePolicy
+from satdask.io.registry import ModelArtifact
+from satdask.io.stac import expand_collections
+from satdask.io.store import read_attrs
 from satdask.models.base import TileModel
-from satdask.monitoring import HealthPolicy
-from satdask.progress import ProgressBar
-from satdask.registry import ModelArtifact
-from satdask.stac import expand_collections
-from satdask.store import is_url, read_attrs
-from satdask.tiles import scene_blocks
-from satdask.training import SceneLike, as_scene
-from satdask.validate import validate
+from satdask.pipeline._cluster import check_scheduler, compute_client
+from satdask.pipeline.batch import run_batch
+from satdask.views.checks import validate
+from satdask.views.scene import SceneLike, as_scene
+from satdask.views.tiles import scene_blocks
 
 if TYPE_CHECKING:
     from distributed import Client

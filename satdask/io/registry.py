@@ -16,9 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from satdask._files import write_new
+from satdask.core._html import artifact_html
 from satdask.errors import ModelError, RegistryError
-from satdask.files import write_new
-from satdask.lineage import canonical_sha256
+from satdask.io.lineage import canonical_sha256
 from satdask.models.base import TileModel, model_from_dict
 
 SCHEMA_VERSION = 1
@@ -47,10 +48,20 @@ class ModelArtifact:
     def describe(self) -> dict[str, Any]:
         return {"id": self.id, "sha256": self.sha256, "uri": self.uri}
 
-    def _repr_html_(self) -> str:
-        from satdask.reprs import artifact_html
+    def to_dict(self) -> dict[str, Any]:
+        """The artifact's facts as plain data: what its HTML view draws."""
+        return {
+            "id": self.id,
+            "kind": self.model.kind,
+            "created_at": self.created_at,
+            "sha256": self.sha256,
+            "uri": self.uri,
+            "parameters": self.model.to_dict(),
+            "lineage": dict(self.lineage),
+        }
 
-        return artifact_html(self)
+    def _repr_html_(self) -> str:
+        return artifact_html(self.to_dict())
 
 
 class ModelRegistry:

@@ -12,11 +12,11 @@ import numpy as np
 import xarray as xr
 from rasterio.crs import CRS
 
+from satdask.core.features import FEATURE_NAMES, block_features
+from satdask.core.grid import Block, EdgePolicy, TileGrid, check_edge, require_tiles
+from satdask.core.schema import VARIABLE_ATTRS
 from satdask.errors import GridError
-from satdask.features import FEATURE_NAMES, block_features
-from satdask.grid import Block, EdgePolicy, TileGrid, check_edge, require_tiles
-from satdask.inference import VARIABLE_ATTRS
-from satdask.scene import scene_nodata
+from satdask.views.scene import scene_nodata
 
 
 def scene_grid(scene: xr.DataArray, *, edge: EdgePolicy = "skip") -> TileGrid:

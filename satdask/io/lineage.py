@@ -11,6 +11,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from satdask._files import write_new
+from satdask._uri import NO_SELF_HREF, is_remote
+
 _CHUNK = 8 * 1024 * 1024
 _TRACKED = (
     "satdask",
@@ -60,11 +63,8 @@ def versions() -> dict[str, str]:
 def scene_sha256(uri: str) -> str | None:
     """sha256 of a local scene; None for a remote one, which would mean a full download.
 
-    For a STAC item this is the item JSON's; `satdask.stac.stac_lineage` lists its assets'.
+    For a STAC item this is the item JSON's; its StackSource's `lineage()` lists its assets'.
     """
-    from satdask.raster import is_remote
-    from satdask.stac import NO_SELF_HREF
-
     if is_remote(uri) or uri.startswith(NO_SELF_HREF):  # the latter: an unsaved item
         return None
     return cached_file_sha256(uri)
@@ -84,8 +84,6 @@ def cached_file_sha256(path: str | os.PathLike[str]) -> str:
     file should not pay it again. ctime changes on any write and cannot be set
     back by a user, so a stale entry cannot match a modified file.
     """
-    from satdask.files import write_new
-
     st = os.stat(path)
     stamp = f"{os.path.realpath(path)}\0{st.st_dev}\0{st.st_ino}\0{st.st_size}\0"
     stamp += f"{st.st_mtime_ns}\0{st.st_ctime_ns}"

@@ -1,0 +1,233 @@
+"""What a scene is to the code that reads it: a pixel source, its metadata and its chunks.
+
+`PixelSource` is the one protocol every reader goes through: a GeoTIFF/COG
+(`satdask.io.geotiff.RasterSource`) and a STAC item's stacked assets
+(`satdask.io.stac.StackSource`) both implement it, so batch runs, training, the
+scene view and the service read pixels without knowing which one they hold.
+Nothing here opens a file.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Protocol
+
+import numpy as np
+from affine import Affine
+from rasterio.crs import CRS
+
+from satdask.core.grid import (
+    EdgePolicy,
+    TileGrid,
+    Window,
+    check_edge,
+    check_tile_size,
+    require_tiles,
+)
+from satdask.errors import SceneError, ValidationError
+
+TARGET_CHUNK_BYTES = 24 * 1024 * 1024
+REMOTE_RETRIES = 3
+SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+
+
+@dataclass(frozen=True)
+class SceneInfo:
+    """Metadata of a raster file, read without touching its pixels."""
+
+    uri: str
+    width: int
+    height: int
+    count: int
+    dtypes: tuple[str, ...]
+    crs: CRS | None
+    transform: Affine
+    nodata: float | None
+    block_shape: tuple[int, int]
+    acquisition_time: str | None
+
+    @property
+    def dtype(self) -> str:
+        return self.dtypes[0] if self.dtypes else "none"
+
+    @property
+    def name(self) -> str:
+        return self.uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def parse_datetime(value: str) -> str:
+    """ISO 8601 from a TIFF ('2026:06:01 10:30:00') or ISO timestamp."""
+    text = value.strip()
+    for fmt in ("%Y:%m:%d %H:%M:%S", "%Y-%m-%d %H:%M:%S"):
+        try:
+            return datetime.strptime(text, fmt).isoformat()
+        except ValueError:
+            pass
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).isoformat()
+    except ValueError:
+        raise ValidationError(f"acquisition time {value!r} is not a date and time") from None
+
+
+class PixelSource(Protocol):
+    """What tasks read pixels through: a GeoTIFF's RasterSource or a STAC item's StackSource.
+
+    It travels in dask graphs, so it holds names, never open handles. `band_labels`
+    and `scene_attrs` are what the scene view carries along (per-band coordinates
+    and attributes), and `satdask.io.open.source_from_scene` rebuilds the source
+    from them after a user selects bands.
+    """
+
+    uri: str
+    bands: tuple[int, ...]
+
+    def read(self, window: Window, *, retries: int = REMOTE_RETRIES) -> np.ndarray:
+        """(band, y, x) pixels of `window`; raises rasterio's RasterioError on bad bytes."""
+        ...
+
+    def subset(self, index: slice) -> PixelSource: ...
+
+    @property
+    def band_labels(self) -> Mapping[str, tuple[str, ...]]:
+        """Per-band labels to keep beside the band numbers ({} for a plain file)."""
+        ...
+
+    def scene_attrs(self) -> dict[str, Any]:
+        """Attributes the scene view keeps to rebuild this source ({} for a plain file)."""
+        ...
+
+    def lineage(self) -> dict[str, Any]:
+        """What a run or model records about the files behind the source, beyond its uri."""
+        ...
+
+    def probe(self) -> tuple[SceneInfo, tuple[SceneInfo, ...]]:
+        """The source's metadata as one scene, and that of each file behind it."""
+        ...
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]: ...
+
+
+def select_bands(info: SceneInfo, bands: Sequence[int] | None) -> tuple[int, ...]:
+    if bands is None:
+        return tuple(range(1, info.count + 1))
+    chosen = tuple(bands)
+    if not chosen:
+        raise SceneError(f"{info.uri}: bands must name at least one band")
+    bad = [b for b in chosen if isinstance(b, bool) or not isinstance(b, int | np.integer)]
+    bad += [b for b in chosen if b not in bad and not 1 <= b <= info.count]
+    if bad:
+        raise SceneError(
+            f"{info.uri}: band(s) {', '.join(map(str, bad))} do not exist; "
+            f"the scene has bands 1..{info.count}"
+        )
+    return chosen
+
+
+def default_tiles_per_chunk(
+    info: SceneInfo, *, tile_size: int, bands: int, target_bytes: int = TARGET_CHUNK_BYTES
+) -> tuple[int, int]:
+    """Whole tiles per chunk: about `target_bytes`, aligned to the file's blocks.
+
+    A striped file (blocks as wide as the scene) gets full-width chunks, since any
+    narrower window decodes whole strips anyway.
+    """
+    pixels = target_bytes / (bands * np.dtype(info.dtype).itemsize)
+    block_h, block_w = info.block_shape
+    cols = max(1, math.ceil(info.width / tile_size))
+    if block_w >= info.width and block_h < info.height:
+        return max(1, int(pixels / (cols * tile_size) / tile_size)), cols
+    k = max(1, int(math.sqrt(pixels) / tile_size))
+    return (
+        _align(_balance(k, info.height // tile_size), tile_size, block_h),
+        _align(_balance(k, info.width // tile_size), tile_size, block_w),
+    )
+
+
+def _balance(k: int, tiles: int) -> int:
+    """Same number of chunks, evened out: 8 tiles at k=6 become 4 + 4, not 6 + 2."""
+    if tiles <= k:
+        return max(tiles, 1)
+    return math.ceil(tiles / math.ceil(tiles / k))
+
+
+def _align(k: int, tile_size: int, block: int) -> int:
+    """Round k down to a multiple of the tiles that make one file block, if any."""
+    step = math.lcm(tile_size, block) // tile_size
+    return max(step, k - k % step) if step <= 4 * k else k
+
+
+@dataclass(frozen=True)
+class TiledRaster:
+    """A raster cut into chunks of whole tiles: what a batch run needs, without xarray."""
+
+    source: PixelSource
+    info: SceneInfo  # the file's metadata, with the acquisition time to record
+    tile_size: int
+    chunks: tuple[tuple[int, ...], tuple[int, ...]]  # pixel chunk sizes along y and x
+
+    def grid(self, *, edge: EdgePolicy = "skip") -> TileGrid:
+        grid = TileGrid(
+            self.info.height, self.info.width, self.info.transform, self.tile_size, check_edge(edge)
+        )
+        return require_tiles(grid, self.info.uri)
+
+
+def tile_raster(
+    source: PixelSource,
+    info: SceneInfo,
+    *,
+    tile_size: int,
+    tiles_per_chunk: int | None,
+    acquisition_time: str | None = None,
+) -> TiledRaster:
+    """Chunks of `tiles_per_chunk` tiles a side, or sized from the file's block layout.
+
+    `acquisition_time` overrides the one the file (or STAC item) gives.
+    """
+    if tiles_per_chunk is None:
+        per_chunk = default_tiles_per_chunk(info, tile_size=tile_size, bands=len(source.bands))
+    else:
+        per_chunk = (check_tile_size(tiles_per_chunk, name="tiles_per_chunk"),) * 2
+    if acquisition_time:
+        info = replace(info, acquisition_time=parse_datetime(acquisition_time))
+    grid = TileGrid(info.height, info.width, info.transform, tile_size)
+    return TiledRaster(source, info, tile_size, grid.pixel_chunks(per_chunk))
+
+
+def check_scene(info: SceneInfo) -> list[str]:
+    """Raise on fatal problems; return the warnings."""
+
+    def fail(problem: str) -> ValidationError:
+        return ValidationError(f"{info.uri}: {problem}")
+
+    if info.width <= 0 or info.height <= 0:
+        raise fail(f"raster size {info.width} x {info.height} is empty")
+    if info.count < 1:
+        raise fail("raster has no band")
+    if info.crs is None:
+        raise fail("no CRS; assign one (e.g. gdal_edit.py -a_srs EPSG:XXXX) before use")
+    if len(set(info.dtypes)) > 1:
+        raise fail(f"bands have mixed dtypes {', '.join(info.dtypes)}")
+    if info.dtype not in SUPPORTED_DTYPES:
+        raise fail(f"dtype {info.dtype} is not supported; use one of {', '.join(SUPPORTED_DTYPES)}")
+    if info.transform.b != 0 or info.transform.d != 0:
+        raise fail("rotated or sheared transform is not supported; warp it north-up first")
+    warnings = []
+    if info.nodata is None:
+        warnings.append("no nodata value: every pixel counts as valid")
+    elif not _nodata_fits(info.nodata, info.dtype):
+        warnings.append(f"nodata {info.nodata} cannot occur in {info.dtype}: it is ignored")
+    if info.acquisition_time is None:
+        warnings.append("no acquisition time (TIFFTAG_DATETIME or ACQUISITIONDATETIME)")
+    return warnings
+
+
+def _nodata_fits(nodata: float, dtype: str) -> bool:
+    kind = np.dtype(dtype).kind
+    if kind == "f":
+        return True
+    info = np.iinfo(dtype)
+    return float(nodata).is_integer() and info.min <= nodata <= info.max

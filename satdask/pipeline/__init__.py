@@ -1,0 +1,1 @@
+"""Pipeline: batch runs, training, monitoring of runs, verification, many-scene runs."""

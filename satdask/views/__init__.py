@@ -1,0 +1,1 @@
+"""Views: scenes as lazy, tile-chunked xarray arrays, their tile grids, and validation."""
