@@ -16,6 +16,7 @@ from satdask import (
     run_batch,
     scene_grid,
     tile_features,
+    train,
     validate,
 )
 from satdask.core.features import STATUS_NODATA
@@ -97,7 +98,7 @@ def test_other_real_scenes_open_and_infer(
     scene = open_scene(path)
     assert scene.sizes["band"] == bands and scene.dtype == dtype
     assert scene.rio.crs.to_epsg() == epsg
-    model = ThresholdModel.train([path], scheduler="threads")
+    model = train([path], scheduler="threads")
     run = run_batch(path, model, tmp_path / "r.zarr", scheduler="threads")
     ds = run.dataset()
     assert ds.rio.crs.to_epsg() == epsg

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio.enums import ColorInterp
+from rasterio.windows import Window
 from support import corrupt_block
 
 from satdask import ModelRegistry, ThresholdModel, open_scene, run_batch, scene_grid
@@ -96,7 +97,7 @@ def test_a_zoomed_window_is_read_at_full_resolution_with_the_given_stretch(
     scene = open_scene(sample_tif)
     grid = scene_grid(scene)
     limits = [(1000.0, 9000.0)] * 3
-    window = grid.window(1, 2)
+    window = Window(*grid.window(1, 2))
     tile = scene.isel(y=slice(256, 512), x=slice(512, 768))
     quick = quicklook(tile, limits=limits)
     assert quick.shape == (256, 256, 4)

@@ -12,7 +12,7 @@ from affine import Affine
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from satdask import ingest as ingest_module
+from satdask.io import sample as sample_module
 from satdask.errors import SatdaskError
 from satdask.io.lineage import file_sha256
 from satdask.io.sample import write_sample
@@ -59,7 +59,7 @@ def test_bytes_do_not_depend_on_threads_or_gdal_cache(
     reference = file_sha256(write_sample(tmp_path / "ref.tif", size=768, bands=2))
     with rasterio.Env(GDAL_CACHEMAX=512 * 1024 * 1024):
         big_cache = file_sha256(write_sample(tmp_path / "cache.tif", size=768, bands=2))
-    monkeypatch.setattr(ingest_module, "_COG_THREADS", "1")
+    monkeypatch.setattr(sample_module, "_COG_THREADS", "1")
     one_thread = file_sha256(write_sample(tmp_path / "one.tif", size=768, bands=2))
     assert big_cache == reference
     assert one_thread == reference
