@@ -111,7 +111,7 @@ class RasterSource:
         attempts = 1 + (retries if is_remote(self.uri) else 0)
         for attempt in range(attempts):
             try:
-                return self._dataset().read(indexes=list(self.bands), window=RioWindow(*window))
+                return self._dataset().read(indexes=list(self.bands), window=_rio(window))
             except RasterioError:
                 if attempt + 1 == attempts:
                     raise
@@ -182,6 +182,11 @@ def open_raster(
         tiles_per_chunk=tiles_per_chunk,
         acquisition_time=acquisition_time,
     )
+
+
+def _rio(window: Window) -> RioWindow:
+    """rasterio's window for ours (a rasterio Window passes through unchanged)."""
+    return RioWindow(window.col_off, window.row_off, window.width, window.height)
 
 
 def check_complete(info: SceneInfo) -> None:
