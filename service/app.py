@@ -20,7 +20,6 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from time import perf_counter
 from typing import Annotated, Any
 
@@ -35,7 +34,6 @@ from litestar.params import Body, Parameter
 from rasterio.errors import RasterioError
 
 import satdask
-from satdask._uri import is_remote
 from satdask.core.features import STATUS_NAMES
 from satdask.core.grid import TileGrid
 from satdask.core.inference import infer_block
@@ -49,11 +47,10 @@ from service.errors import (
     RasterTooLargeError,
     TileOutsideGridError,
     TileReadError,
-    describe_exception,
-    public_message,
 )
 from service.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from service.paths import MAX_PATH_CHARS, list_rasters
+from service.public import describe_exception, public_lineage, scrub
 from service.remote import RemoteRoot, recheck, remote_error
 from service.scenes import OpenScene, SceneStore
 from service.schemas import (
@@ -166,33 +163,6 @@ def restore_gdal_env(previous: Mapping[str, str | None]) -> None:
             os.environ[key] = value
 
 
-def public_uri(uri: Any, root: Path | RemoteRoot) -> Any:
-    """A lineage URI a client may see: relative under the root, a URL without its query,
-    or the bare file name for any other local path."""
-    if not isinstance(uri, str) or not uri:
-        return uri
-    if isinstance(root, RemoteRoot) and uri.startswith(root.url) and root.contains(uri):
-        return uri[len(root.url) :].split("?", 1)[0]
-    if is_remote(uri):
-        return uri.split("?", 1)[0]
-    path = Path(uri)
-    if isinstance(root, Path) and path.is_absolute() and path.is_relative_to(root):
-        return path.relative_to(root).as_posix()
-    return path.name
-
-
-def public_lineage(lineage: Any, root: Path | RemoteRoot) -> dict[str, Any]:
-    """The training lineage with scene URIs made public (see `public_uri`)."""
-    out = dict(lineage)
-    scenes = out.get("scenes")
-    if isinstance(scenes, list):
-        out["scenes"] = [
-            {**s, "uri": public_uri(s.get("uri"), root)} if isinstance(s, dict) else s
-            for s in scenes
-        ]
-    return out
-
-
 @dataclass
 class Runtime:
     """What the handlers share: settings, caches, metrics and the loaded model."""
@@ -254,7 +224,7 @@ class Runtime:
                         self.scenes.forget(opened.path)
                     raise remote_error(opened.path, uri, *store) from None
             detail = f"{opened.path}: tile ({row}, {col}) cannot be read ({reason})"
-            raise TileReadError(public_message(detail, root)) from None
+            raise TileReadError(scrub(detail, root)) from None
         finally:
             if retried := read_retries() - retries:
                 self.metrics.remote_read_retries.inc(retried)

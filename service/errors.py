@@ -2,18 +2,15 @@
 
 Like titiler's `errors.py`: every satdask exception class maps to a status here and
 nowhere else. Litestar's own HTTP exceptions keep their status (a validation failure
-is 400, an oversized body 413). Anything else is a bug: 500 with a generic message,
-the traceback goes to the log only. Messages pass through `public_message`, so no
-server filesystem path reaches a client.
+is 400, an oversized body 413). Anything else is a bug: 500 with a generic message.
+The bottom of the service: it imports nothing of it. `service.public` turns an
+exception into the body a client sees, with no server path in it.
 """
 
 from __future__ import annotations
 
-import logging
-import re
 from collections.abc import Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from satdask.errors import (
     GridError,
@@ -23,11 +20,6 @@ from satdask.errors import (
     SceneError,
     ValidationError,
 )
-
-if TYPE_CHECKING:
-    from service.remote import RemoteRoot
-
-log = logging.getLogger("satdask.service")
 
 
 class ConfigError(SatdaskError):
@@ -106,56 +98,8 @@ def status_for(exc: BaseException) -> int:
     return 500
 
 
-# An absolute path: a '/' at the start or after a space, quote, bracket or '='.
-_ABSOLUTE_PATH = re.compile(r"(?<![^\s'\"(\[=])/[^\s'\",;()\[\]]+")
-# A URL (scheme://...): the host of a remote data root is the server's business.
-_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\",;()\[\]]*")
-
-
-def public_message(message: str, root: Path | RemoteRoot | None) -> str:
-    """`message` with paths under `root` made relative and any other absolute path or URL
-    hidden."""
-    text = message
-    if isinstance(root, Path):
-        prefix = str(root).rstrip("/")
-        text = text.replace(prefix + "/", "").replace(prefix, ".")
-    elif root is not None:
-        for prefix in root.vsi_prefixes():
-            text = text.replace(prefix, "")
-    text = _URL.sub("<url>", text)
-    text = _ABSOLUTE_PATH.sub("<path>", text)
-    return " ".join(text.split())
-
-
 def error_body(status_code: int, detail: str, extra: Any = None) -> dict[str, Any]:
     body: dict[str, Any] = {"status_code": status_code, "detail": detail}
     if extra:
         body["extra"] = extra
     return body
-
-
-def describe_exception(
-    exc: Exception, root: Path | RemoteRoot | None
-) -> tuple[int, dict[str, Any], Mapping[str, str] | None]:
-    """(status, JSON body, extra headers) for any exception: the single mapping point."""
-    from litestar.exceptions import HTTPException, ValidationException
-
-    if isinstance(exc, HTTPException):
-        status = exc.status_code
-        if status >= 500:
-            log.error("internal error", exc_info=exc)
-            return status, error_body(status, "internal server error"), None
-        extra = exc.extra if isinstance(exc.extra, list | dict) else None
-        detail = exc.detail
-        if isinstance(exc, ValidationException):
-            # "Validation failed for GET /scenes/info?path=...": the query is the client's
-            # own input (up to the URL limit), not worth echoing; the route is enough.
-            detail = detail.split("?", 1)[0]
-        return status, error_body(status, detail, extra), exc.headers or None
-    if isinstance(exc, SatdaskError):
-        status = status_for(exc)
-        if status >= 500 and not isinstance(exc, ModelNotReadyError | ListingUnsupportedError):
-            log.error("service error: %s", exc)
-        return status, error_body(status, public_message(str(exc), root)), None
-    log.error("internal error", exc_info=exc)
-    return 500, error_body(500, "internal server error"), None

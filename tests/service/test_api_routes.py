@@ -15,7 +15,8 @@ from svc_support import API_KEY, DataRoot
 
 from satdask import ModelRegistry
 from service import Settings, create_app
-from service.errors import public_message, status_for
+from service.errors import status_for
+from service.public import scrub
 from service.settings import ConfigError
 
 Client = TestClient[Litestar]
@@ -360,9 +361,7 @@ def test_error_table_and_message_scrubbing(tmp_path: Path) -> None:
     assert status_for(ValueError("x")) == 500
     root = tmp_path / "root"
     message = f"{root}/a/b.tif: bad (Read failed: {root}/a/b.tif, also /etc/shadow and '/x/y')"
-    assert public_message(message, root) == (
-        "a/b.tif: bad (Read failed: a/b.tif, also <path> and '<path>')"
-    )
+    assert scrub(message, root) == ("a/b.tif: bad (Read failed: a/b.tif, also <path> and '<path>')")
 
 
 def test_no_response_contains_a_server_path(client: Client, data: DataRoot) -> None:
