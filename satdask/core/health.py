@@ -1,6 +1,7 @@
 """Monitoring figures and a health report for one batch run.
 
-Pure: numpy in, plain JSON-ready dicts out, no I/O and no logging. The batch
+Pure: numpy in, plain JSON-ready dicts out (typed in ``satdask.core.schema``), no
+I/O and no logging. The batch
 runner stores ``summarize()`` and ``health_report()`` in the run store's attrs,
 so every value is a Python ``int``/``float``/``bool``/``str`` or ``None``
 (never a numpy scalar, never NaN or inf): the store must round-trip through
@@ -22,11 +23,22 @@ from typing import Any
 import numpy as np
 
 from satdask.core.features import STATUS_OK
+from satdask.core.schema import (
+    Drift,
+    HealthCheck,
+    HealthReport,
+    HealthStatus,
+    Latency,
+    Monitoring,
+    TileCounts,
+    Verdict,
+)
 from satdask.errors import ModelError, MonitoringError
 from satdask.models.threshold import histogram_counts
 
 __all__ = [
     "HealthPolicy",
+    "health_checks",
     "health_report",
     "psi",
     "should_retrain",
@@ -126,7 +138,7 @@ def _latency(
     block_tiles: Sequence[int],
     run_seconds: float,
     tiles_total: int,
-) -> dict[str, Any]:
+) -> Latency:
     ms = np.asarray(block_latency_ms, dtype=np.float64).ravel()
     tiles = np.asarray(block_tiles, dtype=np.int64).ravel()
     if ms.size != tiles.size:
@@ -197,7 +209,7 @@ def summarize(
     run_seconds: float,
     training: Mapping[str, Any] | None,
     read_retries: int = 0,
-) -> dict[str, Any]:
+) -> Monitoring:
     """Monitoring figures of one run, from its per-tile arrays (any shape) and block timings.
 
     Sections: ``latency``, ``counts``, ``predictions``, ``tile_mean`` and
@@ -234,7 +246,7 @@ def summarize(
     mean = _f(values.mean()) if values.size else None
     std = _f(values.std(ddof=0)) if values.size else None
 
-    drift: dict[str, Any] = {
+    drift: Drift = {
         "train_mean": None,
         "train_std": None,
         "train_tile_count": None,
@@ -244,8 +256,8 @@ def summarize(
     }
     if training is not None:
         t_mean, t_std, t_count, hist = _training_stats(training)
-        drift.update(train_mean=t_mean, train_std=t_std, train_tile_count=t_count)
-        if values.size:
+        drift["train_mean"], drift["train_std"], drift["train_tile_count"] = t_mean, t_std, t_count
+        if mean is not None and std is not None:
             drift["mean_delta"] = _f(mean - t_mean)
             drift["std_delta"] = _f(std - t_std)
             if hist is not None:
@@ -288,87 +300,195 @@ def _num(x: float, *, signed: bool = False) -> str:
     return f"+{text}" if signed and x >= 0 else text
 
 
-def health_report(
-    monitoring: Mapping[str, Any], *, policy: HealthPolicy = HealthPolicy()
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Judged:
+    """One check's row, plus what it adds to the report's reasons and recommendations."""
+
+    row: HealthCheck
+    reason: str | None = None  # for the report's `reasons`, worded for a sentence on its own
+    recommendation: str | None = None
+
+
+def _row(
+    name: str,
+    value: float | None,
+    limit: float | None,
+    verdict: Verdict,
+    reason: str | None = None,
+) -> HealthCheck:
+    return {"name": name, "value": value, "limit": limit, "verdict": verdict, "reason": reason}
+
+
+def _first_upper(text: str) -> str:
+    return text[0].upper() + text[1:]
+
+
+def _drift_checks(drift: Drift, policy: HealthPolicy) -> tuple[list[_Judged], str | None]:
+    """PSI, mean shift and std change; and the reason drift was not assessed, if it was not."""
+    train_std, mean_delta, std_delta, psi_value = (
+        drift["train_std"],
+        drift["mean_delta"],
+        drift["std_delta"],
+        drift["psi"],
+    )
+    shift_limit = None if train_std is None else policy.mean_shift_sigmas * train_std
+    std_limit = None if train_std is None else policy.std_ratio * train_std
+    if drift["train_mean"] is None or train_std is None:
+        why = "no training statistics"
+    elif mean_delta is None or std_delta is None:
+        why = "no ok tiles with a finite mean"
+    else:
+        why = None
+    if why is not None:
+        return [
+            _Judged(_row("PSI", None, policy.psi_threshold, "not assessed", why)),
+            _Judged(_row("mean shift", None, shift_limit, "not assessed", why)),
+            _Judged(_row("std change", None, std_limit, "not assessed", why)),
+        ], f"Drift not assessed: {why}."
+    assert mean_delta is not None and std_delta is not None and train_std is not None
+    assert shift_limit is not None and std_limit is not None
+    return [
+        _psi_check(psi_value, policy),
+        _mean_check(mean_delta, shift_limit, policy),
+        _std_check(std_delta, std_limit, train_std, policy),
+    ], None
+
+
+def _psi_check(value: float | None, policy: HealthPolicy) -> _Judged:
+    limit = policy.psi_threshold
+    if value is None:
+        why = "training statistics have no histogram"
+        return _Judged(_row("PSI", None, limit, "not assessed", why), f"PSI not assessed: {why}.")
+    if value <= limit:
+        return _Judged(_row("PSI", value, limit, "ok"))
+    msg = f"PSI {_num(value)} exceeds {_num(limit)}"
+    return _Judged(
+        _row("PSI", value, limit, "retrain", msg),
+        msg,
+        f"Retrain: {msg} (tile means are distributed unlike training).",
+    )
+
+
+def _mean_check(delta: float, limit: float, policy: HealthPolicy) -> _Judged:
+    value = abs(delta)
+    if value <= limit:
+        return _Judged(_row("mean shift", value, limit, "ok"))
+    msg = (
+        f"tile mean moved by {_num(delta, signed=True)} from training "
+        f"(limit {_num(policy.mean_shift_sigmas)} x training std = {_num(limit)})"
+    )
+    return _Judged(
+        _row("mean shift", value, limit, "retrain", msg), _first_upper(msg), f"Retrain: {msg}."
+    )
+
+
+def _std_check(delta: float, limit: float, train_std: float, policy: HealthPolicy) -> _Judged:
+    value = abs(delta)
+    if value <= limit:
+        return _Judged(_row("std change", value, limit, "ok"))
+    # A zero training std makes the relative change unbounded for any change at all.
+    shown = f"{_num(100 * value / train_std)}%" if train_std > 0 else "an unbounded amount"
+    msg = (
+        f"tile-mean std changed by {_num(delta, signed=True)}, {shown} of training std "
+        f"(limit {100 * policy.std_ratio:g}%)"
+    )
+    return _Judged(
+        _row("std change", value, limit, "retrain", msg), _first_upper(msg), f"Retrain: {msg}."
+    )
+
+
+def _failure_check(counts: TileCounts, policy: HealthPolicy) -> _Judged:
+    rate, limit = float(counts["failure_rate"]), policy.max_failure_rate
+    if rate <= limit:
+        return _Judged(_row("failure rate", rate, limit, "ok"))
+    attempted = counts["ok"] + counts["failed"]
+    msg = (
+        f"{_num(100 * rate)}% of tiles failed ({counts['failed']} of {attempted} "
+        f"attempted; limit {100 * limit:g}%)"
+    )
+    return _Judged(
+        _row("failure rate", rate, limit, "investigate", msg),
+        msg,
+        f"Investigate: {msg}; see the run's errors.",
+    )
+
+
+def _latency_check(p95: float | None, policy: HealthPolicy) -> _Judged:
+    name, limit = "p95 tile latency ms", policy.max_p95_tile_latency_ms
+    if p95 is None:
+        why = "no timed blocks with tiles"
+        return _Judged(
+            _row(name, None, limit, "not assessed", why), f"Latency not assessed: {why}."
+        )
+    if p95 <= limit:
+        return _Judged(_row(name, p95, limit, "ok"))
+    msg = f"p95 tile latency {_num(p95)} ms exceeds {_num(limit)} ms"
+    return _Judged(
+        _row(name, p95, limit, "investigate", msg),
+        msg,
+        f"Investigate: {msg}; check chunking and worker load.",
+    )
+
+
+def health_checks(
+    monitoring: Monitoring, *, policy: HealthPolicy = HealthPolicy()
+) -> list[HealthCheck]:
+    """The policy's rules applied to a ``summarize()`` dict, one row per check.
+
+    The one place the rules live: ``health_report`` words its reasons from these
+    rows, and the plots and HTML views draw them.
+    """
+    return [j.row for j in _judge(monitoring, policy)[0]]
+
+
+def _judge(monitoring: Monitoring, policy: HealthPolicy) -> tuple[list[_Judged], str | None]:
+    drift, not_assessed = _drift_checks(monitoring["drift"], policy)
+    return [
+        *drift,
+        _failure_check(monitoring["counts"], policy),
+        _latency_check(monitoring["latency"]["tile_ms"]["p95"], policy),
+    ], not_assessed
+
+
+def health_report(monitoring: Monitoring, *, policy: HealthPolicy = HealthPolicy()) -> HealthReport:
     """Judge a ``summarize()`` dict: drift -> retrain, failures or slow tiles -> investigate.
 
-    Works on the dict as reloaded from the run store's JSON attrs. Status is
-    "degraded" when any recommendation exists. Without training statistics
-    (or without ok tiles) drift is not assessed and ``reasons`` says so.
+    Works on the dict as reloaded from the run store's JSON attrs. ``checks`` holds
+    one row per rule (see ``health_checks``). Status is "degraded" when any
+    recommendation exists; else "no data" when no tile was inferred and none failed
+    (a scene of nodata has nothing to call healthy); else "healthy". Without
+    training statistics (or without ok tiles) drift is not assessed and
+    ``reasons`` says so.
     """
-    drift = monitoring["drift"]
     counts = monitoring["counts"]
-    p95 = monitoring["latency"]["tile_ms"]["p95"]
-    mean_delta, std_delta, psi_value = drift["mean_delta"], drift["std_delta"], drift["psi"]
-    train_std = drift["train_std"]
-
+    judged, drift_not_assessed = _judge(monitoring, policy)
+    no_data = counts["ok"] == 0 and counts["failed"] == 0
     reasons: list[str] = []
-    retrain: list[str] = []
-    investigate: list[str] = []
-
-    drift_assessed = False
-    if drift["train_mean"] is None:
-        reasons.append("Drift not assessed: no training statistics.")
-    elif mean_delta is None:
-        reasons.append("Drift not assessed: no ok tiles with a finite mean.")
-    else:
-        drift_assessed = True
-        if psi_value is None:
-            reasons.append("PSI not assessed: training statistics have no histogram.")
-        elif psi_value > policy.psi_threshold:
-            msg = f"PSI {_num(psi_value)} exceeds {_num(policy.psi_threshold)}"
-            reasons.append(msg)
-            retrain.append(f"Retrain: {msg} (tile means are distributed unlike training).")
-        shift_limit = policy.mean_shift_sigmas * train_std
-        if abs(mean_delta) > shift_limit:
-            msg = (
-                f"tile mean moved by {_num(mean_delta, signed=True)} from training "
-                f"(limit {_num(policy.mean_shift_sigmas)} x training std = {_num(shift_limit)})"
-            )
-            reasons.append(msg[0].upper() + msg[1:])
-            retrain.append(f"Retrain: {msg}.")
-        # A zero training std makes the relative change infinite for any change at all.
-        ratio = abs(std_delta) / train_std if train_std > 0 else (math.inf if std_delta else 0.0)
-        if ratio > policy.std_ratio:
-            shown = f"{_num(100 * ratio)}%" if math.isfinite(ratio) else "an unbounded amount"
-            msg = (
-                f"tile-mean std changed by {_num(std_delta, signed=True)}, {shown} of training std "
-                f"(limit {100 * policy.std_ratio:g}%)"
-            )
-            reasons.append(msg[0].upper() + msg[1:])
-            retrain.append(f"Retrain: {msg}.")
-
-    failure_rate = float(counts["failure_rate"])
-    if failure_rate > policy.max_failure_rate:
-        attempted = counts["ok"] + counts["failed"]
-        msg = (
-            f"{_num(100 * failure_rate)}% of tiles failed ({counts['failed']} of {attempted} "
-            f"attempted; limit {100 * policy.max_failure_rate:g}%)"
+    if no_data:
+        reasons.append(
+            f"No data: none of the {counts['tiles_total']} tiles had a valid pixel, so nothing "
+            "was inferred (check the scene's nodata value and the bands)."
         )
-        reasons.append(msg)
-        investigate.append(f"Investigate: {msg}; see the run's errors.")
-
-    if p95 is None:
-        reasons.append("Latency not assessed: no timed blocks with tiles.")
-    elif p95 > policy.max_p95_tile_latency_ms:
-        msg = f"p95 tile latency {_num(p95)} ms exceeds {_num(policy.max_p95_tile_latency_ms)} ms"
-        reasons.append(msg)
-        investigate.append(f"Investigate: {msg}; check chunking and worker load.")
-
-    recommendations = retrain + investigate
+    if drift_not_assessed:
+        reasons.append(drift_not_assessed)
+    reasons += [j.reason for j in judged if j.reason]
+    recommendations = [j.recommendation for j in judged if j.recommendation]
+    checks = [j.row for j in judged]
+    drift = monitoring["drift"]
+    status: HealthStatus = "degraded" if recommendations else "no data" if no_data else "healthy"
     return {
-        "status": "degraded" if recommendations else "healthy",
-        "drift_assessed": drift_assessed,
-        "drift_detected": bool(retrain),
-        "mean_delta": mean_delta,
-        "std_delta": std_delta,
-        "psi": psi_value,
-        "failure_rate": failure_rate,
-        "p95_tile_latency_ms": p95,
+        "status": status,
+        "drift_assessed": drift_not_assessed is None,
+        "drift_detected": any(c["verdict"] == "retrain" for c in checks),
+        "mean_delta": drift["mean_delta"],
+        "std_delta": drift["std_delta"],
+        "psi": drift["psi"],
+        "failure_rate": float(counts["failure_rate"]),
+        "p95_tile_latency_ms": monitoring["latency"]["tile_ms"]["p95"],
         "reasons": reasons,
         "recommendations": recommendations,
         "policy": asdict(policy),
+        "checks": checks,
     }
 
 

@@ -1,14 +1,19 @@
-"""The run store's per-tile variables: names, dtypes, CF attributes and fill values.
+"""What a run store holds: its per-tile variables, and the run record beside them.
 
-One table for the batch run (which assembles the tile grid), the store (which
+`SCHEMA` is one table of the per-tile variables (names, dtypes, CF attributes,
+fill values) for the batch run (which assembles the tile grid), the store (which
 writes it), the lazy feature map and `runs verify`, so they cannot disagree.
+`RunRecord` is the one definition of the run's attributes (lineage, counts,
+monitoring, health checks), for the code that writes them and the faces that
+read them.
+
+No `from __future__ import annotations` here: TypedDict sees `NotRequired` only
+in evaluated annotations, and old stores depend on it.
 """
 
-from __future__ import annotations
-
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict
 
 import numpy as np
 
@@ -83,3 +88,222 @@ VARIABLES: tuple[str, ...] = tuple(BY_NAME)
 VARIABLE_ATTRS: dict[str, Mapping[str, Any]] = {v.name: v.attrs for v in SCHEMA}
 # Zarr fill values of the integer variables (floats are NaN)
 FILL_VALUES: dict[str, float] = {v.name: v.fill for v in SCHEMA if v.dtype[0] in "iu"}
+
+
+# --------------------------------------------------------------------------- run record
+#
+# The run store's `satdask` attribute, section by section: what `run_batch` writes,
+# and what `open_run`, the CLI summary, the HTML view, the plots and the exports read.
+# TypedDicts, not classes, because the record is stored as JSON and must stay exactly
+# that shape: a store written by an older satdask still opens, so every section added
+# later is `NotRequired` and its readers say what they do without it.
+
+Verdict = Literal["ok", "retrain", "investigate", "not assessed"]
+HealthStatus = Literal["healthy", "degraded", "no data"]
+
+
+class ModelRecord(TypedDict):
+    """The model a run used; `id` and `uri` are None for a model never registered."""
+
+    id: str | None
+    sha256: str
+    uri: str | None
+
+
+class SceneRecord(TypedDict):
+    """The scene a run read. `shape` is (bands, rows, cols) of the bands it used."""
+
+    uri: str
+    sha256: str | None  # None for a remote scene, which is never hashed
+    crs: str
+    shape: list[int]
+    dtype: str
+    nodata: float | None
+    acquisition_time: str | None
+    stac: NotRequired[dict[str, Any]]  # a STAC item's id, self_href and assets
+
+
+class RunConfig(TypedDict):
+    tile_size: int
+    edge: str  # "skip" or "pad"
+    bands: list[int]
+    chunk_px: list[int]  # the largest block, (rows, cols) in pixels
+    blocks: int
+    scheduler: str
+
+
+class RunCounts(TypedDict):
+    tiles_total: int
+    tiles_inferred: int  # status ok
+    tiles_skipped: int  # status nodata: no valid pixel, never attempted
+    tiles_failed: int  # status failed: the bytes could not be read
+
+
+class BlockMs(TypedDict):
+    mean: float | None
+    p50: float | None
+    p95: float | None
+    max: float | None
+
+
+class TileMs(TypedDict):
+    p50: float | None
+    p95: float | None
+
+
+class Latency(TypedDict):
+    blocks: int
+    block_ms: BlockMs
+    tile_ms: TileMs  # per block: its ms divided by its tiles
+    run_seconds: float
+    tiles_per_second: float | None
+
+
+class TileCounts(TypedDict):
+    tiles_total: int
+    ok: int
+    nodata: int
+    failed: int
+    success_rate: float | None  # None when no tile was attempted
+    failure_rate: float  # 0 when no tile was attempted
+    read_retries: NotRequired[int]
+
+
+class Predictions(TypedDict):
+    bright: int
+    dark: int
+    none: int
+    bright_pct: float | None
+    dark_pct: float | None
+
+
+class TileMean(TypedDict):
+    n: int
+    mean: float | None
+    std: float | None
+
+
+class Drift(TypedDict):
+    """The run's tile means against the model's training statistics (all None without)."""
+
+    train_mean: float | None
+    train_std: float | None
+    train_tile_count: int | None
+    mean_delta: float | None
+    std_delta: float | None
+    psi: float | None
+
+
+class Monitoring(TypedDict):
+    """What `health.summarize` measures; `health.health_report` judges it."""
+
+    latency: Latency
+    counts: TileCounts
+    predictions: Predictions
+    tile_mean: TileMean
+    drift: Drift
+
+
+class HealthCheck(TypedDict):
+    """One rule of the health policy applied to one run.
+
+    A check passes when `value <= limit`. `value` is None when the check could not
+    be assessed (no training statistics, no ok tiles, no timed block), and `limit`
+    is None when the policy's bound depends on something the run lacks. `reason`
+    says why for any verdict but "ok".
+    """
+
+    name: str
+    value: float | None
+    limit: float | None
+    verdict: Verdict
+    reason: str | None
+
+
+class HealthReport(TypedDict):
+    """What `health.health_report` says of a run.
+
+    `status` is "degraded" when any recommendation exists, "no data" when no tile
+    was inferred and none failed, else "healthy". `checks` is absent from stores
+    written before it existed; `RunResult.record` fills it in from `monitoring`.
+    """
+
+    status: HealthStatus
+    drift_assessed: bool
+    drift_detected: bool
+    mean_delta: float | None
+    std_delta: float | None
+    psi: float | None
+    failure_rate: float
+    p95_tile_latency_ms: float | None
+    reasons: list[str]
+    recommendations: list[str]
+    policy: dict[str, float]
+    checks: NotRequired[list[HealthCheck]]
+
+
+class TileError(TypedDict):
+    tile: list[int]  # (row, col)
+    message: str
+
+
+class Resume(TypedDict):
+    blocks_reused: int
+    blocks_computed: int
+
+
+class Timings(TypedDict):
+    prepare_s: float
+    hash_s: float
+    compute_s: float
+    total_s: float
+
+
+class Coverage(TypedDict):
+    """Pixels of the scene no tile covers: under edge "skip", the last `height % tile`
+    rows and `width % tile` cols are never inferred."""
+
+    pixels_total: int
+    pixels_uncovered: int
+    rows_uncovered: int
+    cols_uncovered: int
+    fraction_uncovered: float
+
+
+class RunRecord(TypedDict):
+    """A run store's `satdask` attribute: lineage, config, counts, monitoring and health."""
+
+    run_id: str
+    created_at: str
+    model: ModelRecord
+    scene: SceneRecord
+    config: RunConfig
+    versions: dict[str, str]
+    counts: RunCounts
+    monitoring: Monitoring
+    health: HealthReport
+    errors: list[TileError]
+    resume: NotRequired[Resume]
+    timings: NotRequired[Timings]
+    coverage: NotRequired[Coverage]
+    complete: NotRequired[bool]
+
+
+# Sections every run store has had; the rest came later and may be missing.
+RECORD_SECTIONS: tuple[str, ...] = tuple(sorted(RunRecord.__required_keys__))
+
+
+def missing_sections(attrs: Mapping[str, Any]) -> list[str]:
+    """Required sections of a run record that `attrs` lacks (or holds as a non-dict)."""
+    scalar = {"run_id", "created_at", "errors"}
+    return [
+        k
+        for k in RECORD_SECTIONS
+        if k not in attrs or (k not in scalar and not isinstance(attrs[k], Mapping))
+    ]
+
+
+def scene_size(shape: Sequence[Any]) -> str:
+    """A scene's size in the one order satdask prints: `3 bands x 718 rows x 791 cols`."""
+    bands, rows, cols = shape if len(shape) == 3 else ["?", "?", "?"]
+    return f"{bands} band{'s' * (bands != 1)} x {rows} rows x {cols} cols"

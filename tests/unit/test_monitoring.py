@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from satdask.core.health import HealthPolicy, health_report, psi, should_retrain, summarize
-from satdask.errors import ModelError
+from satdask.errors import ModelError, MonitoringError, SatdaskError
 
 OK, NODATA, FAILED = 0, 1, 2
 
@@ -118,8 +118,25 @@ def test_no_ok_tiles_gives_none_not_nan():
     assert m["latency"]["tiles_per_second"] is None
     json.dumps(m, allow_nan=False)
     h = health_report(m)
-    assert h["status"] == "healthy"
     assert not h["drift_detected"]
+
+
+def test_a_run_where_every_tile_was_nodata_is_no_data_not_healthy():
+    m = run(np.full((3, 3), NODATA), block_latency_ms=[], block_tiles=[], run_seconds=0.0)
+    h = health_report(m)
+    assert h["status"] == "no data"
+    assert h["reasons"][0] == (
+        "No data: none of the 9 tiles had a valid pixel, so nothing was inferred "
+        "(check the scene's nodata value and the bands)."
+    )
+    assert h["recommendations"] == [] and not should_retrain(h)
+    assert {c["verdict"] for c in h["checks"] if c["name"] != "failure rate"} == {"not assessed"}
+
+
+def test_no_ok_tile_but_failures_is_degraded_not_no_data():
+    h = health_report(run(np.array([NODATA, FAILED, FAILED])))
+    assert h["status"] == "degraded"
+    assert h["recommendations"][0].startswith("Investigate: 100% of tiles failed")
 
 
 def test_zero_tile_blocks_are_left_out_of_tile_latency():
@@ -129,7 +146,7 @@ def test_zero_tile_blocks_are_left_out_of_tile_latency():
 
 
 def test_bad_inputs_are_refused():
-    with pytest.raises(ValueError, match="share a shape"):
+    with pytest.raises(MonitoringError, match="share a shape"):
         summarize(
             status=np.zeros(3, np.uint8),
             prediction=np.zeros(4, np.int8),
@@ -139,9 +156,9 @@ def test_bad_inputs_are_refused():
             run_seconds=1.0,
             training=None,
         )
-    with pytest.raises(ValueError, match="status codes"):
+    with pytest.raises(MonitoringError, match="status codes"):
         run(np.array([0, 3]))
-    with pytest.raises(ValueError, match="block_tiles"):
+    with pytest.raises(MonitoringError, match="block_tiles"):
         run(np.zeros(2), block_latency_ms=[1.0, 2.0], block_tiles=[2])
     with pytest.raises(ModelError, match="edges"):
         run(np.zeros(2), training={"mean": 1.0, "std": 1.0, "histogram": {"edges": [0, 1]}})
@@ -193,11 +210,11 @@ def test_psi_empty_expected_bin_is_finite():
 
 def test_psi_without_finite_values_is_nan_and_bad_bins_are_refused():
     assert math.isnan(psi(edges=[0, 1], expected_counts=[1], actual=np.array([np.nan])))
-    with pytest.raises(ValueError):
+    with pytest.raises(MonitoringError, match="3 edges need 2 expected_counts, got 1"):
         psi(edges=[0, 1, 2], expected_counts=[1], actual=np.ones(3))
-    with pytest.raises(ValueError):
+    with pytest.raises(MonitoringError, match="non-decreasing"):
         psi(edges=[2, 1, 0], expected_counts=[1, 1], actual=np.ones(3))
-    with pytest.raises(ValueError):
+    with pytest.raises(MonitoringError, match="positive total"):
         psi(edges=[0, 1], expected_counts=[0], actual=np.ones(3))
 
 
@@ -292,6 +309,87 @@ def test_zero_training_std_and_huge_numbers_read_plainly():
     ]
 
 
+# --------------------------------------------------------------------------- checks
+
+CHECK_NAMES = ["PSI", "mean shift", "std change", "failure rate", "p95 tile latency ms"]
+
+
+def checks_by_name(h: dict) -> dict[str, dict]:
+    assert [c["name"] for c in h["checks"]] == CHECK_NAMES
+    assert all(set(c) == {"name", "value", "limit", "verdict", "reason"} for c in h["checks"])
+    return {c["name"]: c for c in h["checks"]}
+
+
+def test_checks_are_one_row_per_rule_with_value_limit_and_verdict(train_means):
+    training = training_from(train_means)
+    fresh = np.random.default_rng(8).normal(100.0, 10.0, (40, 50))
+    m = run(np.zeros(fresh.shape), mean_intensity=fresh, training=training)
+    h = health_report(m)
+    c = checks_by_name(h)
+    assert {row["verdict"] for row in c.values()} == {"ok"}
+    assert all(row["reason"] is None for row in c.values())
+    assert c["PSI"]["value"] == m["drift"]["psi"] and c["PSI"]["limit"] == 0.2
+    assert c["mean shift"]["value"] == abs(m["drift"]["mean_delta"])
+    assert c["mean shift"]["limit"] == pytest.approx(0.5 * training["std"])
+    assert c["std change"]["value"] == abs(m["drift"]["std_delta"])
+    assert c["failure rate"] == {
+        "name": "failure rate",
+        "value": 0.0,
+        "limit": 0.02,
+        "verdict": "ok",
+        "reason": None,
+    }
+    assert c["p95 tile latency ms"]["value"] == m["latency"]["tile_ms"]["p95"]
+
+
+def test_checks_say_retrain_investigate_and_not_assessed_where_the_report_does(train_means):
+    training = training_from(train_means)
+    brighter = train_means + 8.0
+    status = np.zeros(brighter.shape, dtype=np.uint8)
+    status[:100] = FAILED
+    m = run(status, mean_intensity=brighter, training=training)
+    h = health_report(m)
+    c = checks_by_name(h)
+    assert c["PSI"]["verdict"] == c["mean shift"]["verdict"] == "retrain"
+    assert c["std change"]["verdict"] == "ok"
+    assert c["failure rate"]["verdict"] == "investigate"
+    assert c["failure rate"]["reason"] == "5% of tiles failed (100 of 2000 attempted; limit 2%)"
+    # every recommendation is a failing check's reason, in the checks' order
+    failing = [row for row in h["checks"] if row["verdict"] in ("retrain", "investigate")]
+    assert len(failing) == len(h["recommendations"]) == 3
+    for row, text in zip(failing, h["recommendations"], strict=True):
+        assert text.startswith(f"{row['verdict'].capitalize()}: {row['reason']}")
+
+    no_training = checks_by_name(health_report(run(np.zeros(4))))
+    for name in ("PSI", "mean shift", "std change"):
+        assert no_training[name]["verdict"] == "not assessed"
+        assert no_training[name]["value"] is None
+        assert no_training[name]["reason"] == "no training statistics"
+    # the PSI bound is the policy's own; the others scale with the training std
+    assert no_training["PSI"]["limit"] == 0.2
+    assert no_training["mean shift"]["limit"] is None is no_training["std change"]["limit"]
+    no_histogram = health_report(run(np.zeros(4), training={"mean": 100.0, "std": 1.0}))
+    psi_row = checks_by_name(no_histogram)["PSI"]
+    assert psi_row["verdict"] == "not assessed" and psi_row["limit"] == 0.2
+    assert psi_row["reason"] == "training statistics have no histogram"
+    untimed = health_report(run(np.zeros(4), block_latency_ms=[], block_tiles=[]))
+    assert checks_by_name(untimed)["p95 tile latency ms"]["verdict"] == "not assessed"
+
+
+def test_a_zero_training_std_allows_no_std_change_at_all():
+    same = {"mean": 100.0, "std": 0.0}
+    h = health_report(run(np.zeros(4), training=same))  # every tile mean is 100: no change
+    assert checks_by_name(h)["std change"] == {
+        "name": "std change",
+        "value": 0.0,
+        "limit": 0.0,
+        "verdict": "ok",
+        "reason": None,
+    }
+    h = health_report(run(np.zeros(2), mean_intensity=[99.0, 101.0], training=same))
+    assert checks_by_name(h)["std change"]["verdict"] == "retrain"
+
+
 # --------------------------------------------------------------------------- failures, latency
 
 
@@ -339,10 +437,18 @@ def test_policy_is_frozen_keyword_only_and_checked():
         p.psi_threshold = 1.0  # type: ignore[misc]
     with pytest.raises(TypeError):
         HealthPolicy(0.1)  # type: ignore[misc]
-    with pytest.raises(ValueError, match="max_failure_rate"):
+    with pytest.raises(MonitoringError, match="max_failure_rate"):
         HealthPolicy(max_failure_rate=-1.0)
-    with pytest.raises(ValueError, match="psi_threshold"):
+    with pytest.raises(MonitoringError, match="psi_threshold"):
         HealthPolicy(psi_threshold=math.nan)
+
+
+def test_monitoring_errors_belong_to_the_tree_and_stay_value_errors():
+    assert issubclass(MonitoringError, SatdaskError) and issubclass(MonitoringError, ValueError)
+    with pytest.raises(MonitoringError, match="run_seconds"):
+        run(np.zeros(2), run_seconds=-1.0)
+    with pytest.raises(MonitoringError, match="epsilon"):
+        psi(edges=[0, 1], expected_counts=[1], actual=np.ones(1), epsilon=0.0)
 
 
 # --------------------------------------------------------------------------- JSON, determinism
@@ -425,4 +531,13 @@ def test_summarize_counts_sum_to_tiles(status, data):
     assert p["bright"] + p["dark"] + p["none"] == c["ok"]
     assert 0.0 <= c["failure_rate"] <= 1.0
     json.dumps(m, allow_nan=False)
-    json.dumps(health_report(m), allow_nan=False)
+    h = health_report(m)
+    json.dumps(h, allow_nan=False)
+    verdicts = {row["verdict"] for row in h["checks"]}
+    assert h["drift_detected"] == ("retrain" in verdicts)
+    if verdicts & {"retrain", "investigate"}:
+        assert h["status"] == "degraded"
+    elif c["ok"] == 0 and c["failed"] == 0:
+        assert h["status"] == "no data"
+    else:
+        assert h["status"] == "healthy"
