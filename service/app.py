@@ -15,8 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import os
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ import satdask
 from satdask.core.features import STATUS_NAMES
 from satdask.core.grid import TileGrid
 from satdask.core.inference import infer_block
-from satdask.io._gdal import GDAL_OPTIONS, gdal_message
+from satdask.io._gdal import gdal_message
 from satdask.io.geotiff import read_retries
 from satdask.io.registry import ModelArtifact, ModelRegistry, parse_model_ref
 from service.auth import PUBLIC, api_key_guard
@@ -48,6 +47,7 @@ from service.errors import (
     TileOutsideGridError,
     TileReadError,
 )
+from service.gdal import configure_service_gdal, restore_gdal_env
 from service.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from service.paths import MAX_PATH_CHARS, list_rasters
 from service.public import describe_exception, public_lineage, scrub
@@ -75,7 +75,6 @@ from service.settings import Settings
 log = logging.getLogger("satdask.service")
 
 MAX_LISTED_SCENES = 10_000
-HTTP_TIMEOUTS = {"GDAL_HTTP_CONNECTTIMEOUT": "10", "GDAL_HTTP_TIMEOUT": "30"}  # seconds
 
 _ERROR_TEXT = {
     400: "Malformed JSON, a missing or invalid field, or a bad query parameter.",
@@ -115,52 +114,6 @@ def load_model(ref: str) -> ModelArtifact:
     """Load 'DIR[:ID]' from its registry, verifying the checksum (RegistryError if not)."""
     directory, artifact_id = parse_model_ref(ref)
     return ModelRegistry(directory).load(artifact_id)
-
-
-def service_gdal_env(environ: Mapping[str, str], *, cache_mb: int) -> dict[str, str]:
-    """GDAL settings for the service process, as environment variables.
-
-    - GDAL_SKIP gains VRT: the VRT driver can read any file on the machine.
-    - GDAL_PAM_ENABLED=NO: no .aux.xml side-car files read or written in the data root.
-    - GDAL_CACHEMAX: the service reads tiles again and again, so a larger block cache
-      than batch's; an operator's own value wins.
-    - satdask's GDAL_OPTIONS, unless already set, and HTTP timeouts, so a remote data
-      root that stops answering fails a request (502) instead of holding a reader thread.
-    """
-    skip = environ.get("GDAL_SKIP", "").replace(",", " ").split()
-    defaults = {**GDAL_OPTIONS, **HTTP_TIMEOUTS}
-    out = {key: value for key, value in defaults.items() if key not in environ}
-    if "GDAL_CACHEMAX" not in environ:
-        out["GDAL_CACHEMAX"] = str(cache_mb)
-    out["GDAL_SKIP"] = " ".join(skip if "VRT" in skip else [*skip, "VRT"])
-    out["GDAL_PAM_ENABLED"] = "NO"
-    return out
-
-
-def configure_service_gdal(cache_mb: int) -> tuple[dict[str, str | None], bool]:
-    """Apply `service_gdal_env`; returns (previous values, whether VRT is disabled).
-
-    GDAL reads GDAL_SKIP only when it first registers its drivers, so `satdask serve`
-    sets it before anything opens a raster. In a process where GDAL already started
-    (tests, notebooks) the VRT driver stays registered: the TIFF signature check in
-    `service.paths` still keeps VRT files away from GDAL.
-    """
-    import rasterio
-
-    wanted = service_gdal_env(os.environ, cache_mb=cache_mb)
-    previous = {key: os.environ.get(key) for key in wanted}
-    os.environ.update(wanted)
-    with rasterio.Env() as env:
-        vrt_disabled = "VRT" not in env.drivers()
-    return previous, vrt_disabled
-
-
-def restore_gdal_env(previous: Mapping[str, str | None]) -> None:
-    for key, value in previous.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 @dataclass
@@ -345,14 +298,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        previous, vrt_disabled = configure_service_gdal(settings.gdal_cachemax)
-        if vrt_disabled:
-            log.info("GDAL VRT driver disabled")
-        else:
-            log.warning(
-                "GDAL VRT driver still registered (GDAL started before the service); "
-                "files are opened only after a TIFF signature check"
-            )
+        previous = configure_service_gdal(cache_mb=settings.gdal_cachemax)
         rt.executors = [
             ThreadPoolExecutor(1, thread_name_prefix=f"satdask-io-{i}")
             for i in range(settings.threads)

@@ -33,8 +33,9 @@ def serve(**overrides: Any) -> None:
     """Run the service; raises a SatdaskError (one line in the CLI) on bad settings or model."""
     import uvicorn
 
-    from service.app import load_model, service_gdal_env
+    from service.app import load_model
     from service.errors import ConfigError
+    from service.gdal import export_gdal_env
 
     settings = Settings.from_env(**overrides)
     if not settings.model:
@@ -42,7 +43,7 @@ def serve(**overrides: Any) -> None:
     artifact = load_model(settings.model)  # fail here, in one line, not in a worker
     os.environ.update(settings.to_env())
     # Before GDAL registers its drivers (at the first open), or GDAL_SKIP has no effect.
-    os.environ.update(service_gdal_env(os.environ, cache_mb=settings.gdal_cachemax))
+    export_gdal_env(cache_mb=settings.gdal_cachemax)
     log.info(
         "serving %s with model %s on http://%s:%d (%d worker%s)",
         settings.data_root,

@@ -596,7 +596,7 @@ def test_serve_disables_vrt_before_gdal_starts(data: DataRoot, sample_registry: 
 
     from svc_support import clean_env
 
-    from service.app import service_gdal_env
+    from service.gdal import service_gdal_env
 
     code = "import rasterio\nwith rasterio.Env() as env: print('VRT' in env.drivers())"
     env = clean_env(**service_gdal_env({}, cache_mb=64))
