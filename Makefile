@@ -50,11 +50,13 @@ demo: $(VENV)/.installed-core
 test: $(VENV)/.installed-dev $(AIRFLOW_VENV)/.installed-airflow
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	SATDASK_AIRFLOW_PYTHON=$(abspath $(AIRFLOW_PY)) $(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff format .

@@ -39,47 +39,84 @@ def _positive(text: str) -> int:
     return value
 
 
+DESCRIPTION = """\
+satdask runs ML inference over every tile of large satellite scenes, scaled with Dask.
+Scenes (GeoTIFF/COG paths or URLs, STAC items) are read lazily in chunks of whole tiles;
+each run writes a georeferenced Zarr store that traces every output to the model's and
+the scene's sha256 and the config.
+
+  satdask sample scene.tif                 write a sample scene
+  satdask train scene.tif --registry models
+  satdask infer scene.tif --model models --out run.zarr
+  satdask runs show run.zarr               summarise a run; runs verify re-checks it
+"""
+
 # --debug is accepted before or after the command name.
 _COMMON = argparse.ArgumentParser(add_help=False)
-_COMMON.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="tracebacks")
+_COMMON.add_argument(
+    "--debug", action="store_true", default=argparse.SUPPRESS, help="print tracebacks on errors"
+)
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Every option shows its default; descriptions keep their line breaks."""
 
 
 def _command(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str, *, help: str
 ) -> argparse.ArgumentParser:
-    return subparsers.add_parser(name, help=help, parents=[_COMMON])
+    return subparsers.add_parser(
+        name, help=help, description=help, parents=[_COMMON], formatter_class=_Help
+    )
+
+
+def _group(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str, *, help: str
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """A command of subcommands; alone, it prints its usage instead of an error."""
+    parser = _command(subparsers, name, help=help)
+    parser.set_defaults(func=None, usage_of=parser)
+    return parser.add_subparsers(dest=f"{name}_command", parser_class=_Parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from satdask import __version__
 
-    p = _Parser(prog="satdask", description=__doc__, parents=[_COMMON])
+    p = _Parser(prog="satdask", description=DESCRIPTION, parents=[_COMMON], formatter_class=_Help)
     p.add_argument("--version", action="version", version=f"satdask {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    s = _command(sub, "sample", help="write a deterministic sample COG")
-    s.add_argument("out", type=Path)
-    s.add_argument("--size", type=_positive, default=4096)
-    s.add_argument("--bands", type=_positive, default=4)
-    s.add_argument("--dtype", default="uint16")
-    s.add_argument("--seed", type=int, default=0)
+    s = _command(sub, "sample", help="write a deterministic sample COG (no network needed)")
+    s.add_argument("out", type=Path, help="the GeoTIFF to write")
+    s.add_argument("--size", type=_positive, default=4096, help="rows and cols, in pixels")
+    s.add_argument("--bands", type=_positive, default=4, help="number of bands")
+    s.add_argument("--dtype", default="uint16", help="pixel type, e.g. uint8, uint16, float32")
+    s.add_argument("--seed", type=int, default=0, help="the same seed gives the same bytes")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing file")
     s.set_defaults(func=cmd_sample)
 
     s = _command(sub, "ingest", help="download a scene with a checksum (idempotent)")
-    s.add_argument("url")
-    s.add_argument("--out", type=Path, required=True)
-    s.add_argument("--sha256")
+    s.add_argument("url", help="http(s):// or file:// URL of the scene")
+    s.add_argument("--out", type=Path, required=True, help="where to save it")
+    s.add_argument("--sha256", help="expected sha256; a mismatch deletes the download")
     s.set_defaults(func=cmd_ingest)
 
-    s = _command(sub, "validate", help="check scenes and report")
-    s.add_argument("scenes", nargs="+")
+    s = _command(sub, "validate", help="check scenes, and the tile grid a run would use")
+    s.add_argument("scenes", nargs="+", metavar="scene", help="paths, URLs, STAC item JSON")
+    s.add_argument("--tile-size", type=_positive, default=256, help="tile side, in pixels")
+    s.add_argument("--edge", choices=["skip", "pad"], default="skip", help=_EDGE_HELP)
+    s.add_argument(
+        "--same-crs", action="store_true", help="fail (not warn) when the scenes' CRS differ"
+    )
     s.set_defaults(func=cmd_validate)
 
     s = _command(sub, "train", help="train a threshold model into a registry")
-    s.add_argument("scenes", nargs="+")
-    s.add_argument("--registry", type=Path, required=True)
+    s.add_argument("scenes", nargs="+", metavar="scene", help="paths, URLs, STAC item JSON")
+    s.add_argument("--registry", type=Path, required=True, help="model registry directory")
     _scene_options(s)
-    s.add_argument("--allow-mixed-crs", action="store_true")
+    s.add_argument(
+        "--allow-mixed-crs", action="store_true", help="train across scenes of different CRS"
+    )
     s.set_defaults(func=cmd_train)
 
     s = _command(sub, "infer", help="run batch inference into a Zarr run store")
@@ -91,15 +128,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="the run store (a path or s3://...); for several scenes, a directory",
     )
     _scene_options(s)
-    s.add_argument("--overwrite", action="store_true")
+    s.add_argument(
+        "--allow-model-mismatch",
+        action="store_true",
+        help="run a model on bands, a dtype or a tile size unlike those it was trained on",
+    )
+    s.add_argument("--overwrite", action="store_true", help="replace an existing run store")
     s.add_argument(
         "--resume", action="store_true", help="reuse the blocks a killed run made durable"
     )
     s.set_defaults(func=cmd_infer)
 
-    runs = _command(sub, "runs", help="inspect run stores").add_subparsers(
-        dest="runs_command", required=True, parser_class=_Parser
-    )
+    runs = _group(sub, "runs", help="inspect run stores")
     s = _command(runs, "show", help="summarise a run store")
     s.add_argument("store", help="a path or s3://...")
     s.add_argument("--json", action="store_true", help="print all run attributes as JSON")
@@ -111,15 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = _command(sub, "export", help="export a run in the reference pipeline's shape")
     s.add_argument("store", help="a path or s3://...")
-    s.add_argument("--format", choices=["json"], required=True)
+    s.add_argument("--format", choices=["json"], required=True, help="output format")
     s.add_argument("--out", type=Path, help="file to write (default: stdout)")
     s.set_defaults(func=cmd_export)
 
-    models = _command(sub, "models", help="inspect a model registry").add_subparsers(
-        dest="models_command", required=True, parser_class=_Parser
-    )
+    models = _group(sub, "models", help="inspect a model registry")
     s = _command(models, "list", help="list model artifacts")
-    s.add_argument("--registry", type=Path, required=True)
+    s.add_argument("--registry", type=Path, required=True, help="model registry directory")
     s.set_defaults(func=cmd_models_list)
 
     s = _command(sub, "serve", help="serve single-tile predictions over HTTP")
@@ -133,27 +171,57 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_serve)
 
     s = _command(sub, "demo", help="sample, validate, train, infer and show, end to end")
-    s.add_argument("--workdir", type=Path, default=Path("satdask-demo"))
-    s.add_argument("--size", type=_positive, default=4096)
+    s.add_argument("--workdir", type=Path, default=Path("satdask-demo"), help="where to work")
+    s.add_argument("--size", type=_positive, default=4096, help="sample scene size, in pixels")
     s.set_defaults(func=cmd_demo)
     return p
 
 
+_EDGE_HELP = (
+    "partial tiles at the right and bottom edges: skip leaves them out (as the reference "
+    "pipeline does; runs say how many pixels), pad infers them from their valid pixels"
+)
+
+
 def _scene_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--scheduler", default="local", help="local, threads or tcp://host:port")
-    s.add_argument("--tile-size", type=_positive, default=256)
-    s.add_argument("--tiles-per-chunk", type=_positive)
-    s.add_argument("--edge", choices=["skip", "pad"], default="skip")
-    s.add_argument("--bands", type=_bands)
+    s.add_argument("--tile-size", type=_positive, default=256, help="tile side, in pixels")
+    s.add_argument(
+        "--tiles-per-chunk",
+        type=_positive,
+        help="tiles per chunk side (default: about 24 MiB, aligned to the file's blocks)",
+    )
+    s.add_argument("--edge", choices=["skip", "pad"], default="skip", help=_EDGE_HELP)
+    s.add_argument("--bands", type=_bands, help="bands to read, like 1,2,3 (default: all)")
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from satdask.core.grid import size_text
     from satdask.io.sample import write_sample
 
+    shape = size_text(args.size, args.size, args.bands)
+    try:
+        raw = args.size * args.size * args.bands * np.dtype(args.dtype).itemsize
+    except TypeError:
+        raise SatdaskError(f"--dtype {args.dtype!r} is not a pixel type") from None
+    if args.out.exists() and not args.overwrite:
+        raise SatdaskError(
+            f"{args.out}: already exists; pass --overwrite to replace it with a sample of "
+            f"{shape} {args.dtype} ({_mib(raw)} uncompressed)"
+        )
     path = write_sample(
         args.out, size=args.size, bands=args.bands, dtype=args.dtype, seed=args.seed
     )
-    print(f"wrote {path} ({args.size} x {args.size} x {args.bands} {args.dtype})")
+    print(
+        f"wrote {path} ({shape} {args.dtype}: {_mib(raw)} uncompressed, "
+        f"{_mib(path.stat().st_size)} on disk)"
+    )
+
+
+def _mib(nbytes: int) -> str:
+    return f"{nbytes / 2**20:,.1f} MiB"
 
 
 def cmd_ingest(args: argparse.Namespace) -> None:
@@ -165,17 +233,25 @@ def cmd_ingest(args: argparse.Namespace) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
+    from satdask.core.grid import size_text
     from satdask.views.checks import check_same_crs, validate
 
-    reports = [validate(scene) for scene in args.scenes]
+    reports = [validate(scene, tile_size=args.tile_size, edge=args.edge) for scene in args.scenes]
     for report in reports:
+        rows, cols = report.tiles
         print(
-            f"ok {report.uri}: {report.width} x {report.height} x {report.bands} {report.dtype}, "
-            f"{report.crs}, nodata={report.nodata}, acquired={report.acquisition_time or '-'}"
+            f"ok {report.uri}: {size_text(report.height, report.width, report.bands)} "
+            f"{report.dtype}, {report.crs}, nodata={report.nodata}, "
+            f"acquired={report.acquisition_time or '-'}; "
+            f"{rows} rows x {cols} cols of {report.tile_size} px tiles (edge {report.edge})"
         )
         for warning in report.warnings:
             print(f"  warning: {warning}")
-    check_same_crs(reports)
+    if args.same_crs:
+        check_same_crs(reports)
+    elif len({r.crs for r in reports}) > 1:
+        detail = "; ".join(f"{r.uri}: {r.crs}" for r in reports)
+        print(f"warning: the scenes have different CRS ({detail}); --same-crs makes it an error")
 
 
 def _scene_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -215,6 +291,7 @@ def cmd_infer(args: argparse.Namespace) -> None:
     artifact = ModelRegistry(directory).load(ref)
     options = dict(
         scheduler=args.scheduler,
+        allow_model_mismatch=args.allow_model_mismatch,
         overwrite=args.overwrite,
         resume=args.resume,
         progress=sys.stderr.isatty(),
@@ -362,6 +439,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.debug = getattr(args, "debug", False)
     configure_logging(level=logging.DEBUG if args.debug else logging.INFO)
+    if args.func is None:  # a command of subcommands, given none: its usage, not an error
+        args.usage_of.print_help(sys.stderr)
+        return EXIT_USAGE
     func: Callable[[argparse.Namespace], None] = args.func
     started = time.perf_counter()
     try:

@@ -72,6 +72,9 @@ def block_features(
     bands, height, width = data.shape
     t = tile_size
     ky, kx = height // t, width // t
+    if ky == 0 or kx == 0:  # a strip thinner than a tile (skip): no tile to describe
+        empty = np.empty((ky, kx))
+        return TileFeatures(empty, empty, empty, empty.astype(np.uint8))
     if data.dtype in _EXACT_DTYPES and not _is_nan(nodata):
         count, mean, var = _integer_moments(data, valid, nodata, t, ky, kx)
     else:

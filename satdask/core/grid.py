@@ -39,6 +39,12 @@ class Window(NamedTuple):
         )
 
 
+def size_text(height: int, width: int, bands: int | None = None) -> str:
+    """`3 bands x 718 rows x 791 cols`: the one order sizes are printed in, everywhere."""
+    text = f"{height} rows x {width} cols"
+    return text if bands is None else f"{bands} band{'s' * (bands != 1)} x {text}"
+
+
 def check_tile_size(tile_size: object, *, name: str = "tile_size") -> int:
     """A tile size (or a count of tiles, `name`) must be a positive integer; bool is refused."""
     if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size <= 0:
@@ -56,8 +62,8 @@ def require_tiles(grid: TileGrid, name: str) -> TileGrid:
     """Refuse a grid with no tile: `name` (the scene) is too small for its tile size."""
     if grid.size == 0:
         raise GridError(
-            f"{name}: {grid.height} x {grid.width} px holds no full {grid.tile_size} px tile; "
-            "use the pad edge policy (--edge pad) or a smaller tile size"
+            f"{name}: {size_text(grid.height, grid.width)} holds no whole {grid.tile_size} px "
+            "tile; use the pad edge policy (--edge pad) or a smaller tile size (--tile-size)"
         )
     return grid
 
@@ -103,6 +109,39 @@ class TileGrid:
         if self.edge == "pad":
             return math.ceil(pixels / self.tile_size)
         return pixels // self.tile_size
+
+    def coverage(self) -> dict[str, float]:
+        """The pixels the tiles cover and leave out: under ``skip``, strips at the right
+        and bottom edges are never inferred, and a run says how many."""
+        rows_in = min(self.rows * self.tile_size, self.height)
+        cols_in = min(self.cols * self.tile_size, self.width)
+        total = self.height * self.width
+        uncovered = total - rows_in * cols_in
+        return {
+            "pixels_total": total,
+            "pixels_uncovered": uncovered,
+            "rows_uncovered": self.height - rows_in,
+            "cols_uncovered": self.width - cols_in,
+            "fraction_uncovered": uncovered / total,
+        }
+
+    def aligned_chunks(self, chunks: Chunks) -> Chunks | None:
+        """`chunks` with a trailing chunk thinner than a tile merged into the one before it;
+        None if some other chunk does not hold whole tiles.
+
+        256 px chunking of a 791 px scene leaves (256, 256, 256, 23): the 23 px chunk holds
+        no whole tile, and would be a block of nothing.
+        """
+        t = self.tile_size
+        out = []
+        for axis in chunks:
+            sizes = list(axis)
+            if len(sizes) > 1 and sizes[-1] < t:
+                sizes[-2:] = [sizes[-2] + sizes[-1]]
+            if any(c % t for c in sizes[:-1]):
+                return None
+            out.append(tuple(sizes))
+        return out[0], out[1]
 
     @property
     def grid_transform(self) -> Affine:

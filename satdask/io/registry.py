@@ -122,12 +122,17 @@ class ModelRegistry:
 
     def list(self) -> list[ModelArtifact]:
         """Every valid artifact, oldest first (broken ones raise, never hide)."""
-        if not self.directory.is_dir():
-            return []
+        self._check_exists()
         paths = [p for p in self.directory.glob("*.json") if not p.is_symlink()]
         return sorted((self.load(p.stem) for p in paths), key=lambda a: (a.created_at, a.id))
 
+    def _check_exists(self) -> None:
+        """A mistyped registry path must not read as an empty registry."""
+        if not self.directory.is_dir():
+            raise RegistryError(f"{self.directory}: registry does not exist")
+
     def _path(self, ref: str) -> Path:
+        self._check_exists()
         if ref == LATEST:
             path = self.directory / f"{LATEST}.json"
             if not path.exists():

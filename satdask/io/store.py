@@ -192,6 +192,8 @@ def _move_into_place(staging: Path, out: Path, *, overwrite: bool) -> None:
 
 def read_attrs(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The run's lineage attributes; refuses anything that is not a complete run."""
+    if not is_url(path) and not os.path.exists(path):
+        raise RunError(f"{path}: does not exist", uri=os.fspath(path))
     try:
         group = zarr.open_group(os.fspath(path), mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError):

@@ -24,6 +24,36 @@ class TileModel(Protocol):
         ...
 
 
+def input_mismatches(
+    trained: Mapping[str, Any], *, bands: int, dtype: str, tile_size: int
+) -> list[str]:
+    """How a run's inputs differ from those the model was trained on (`lineage["config"]`).
+
+    A model only means something on the inputs it learned from: a threshold on the mean
+    of 3 uint8 bands in 256 px tiles says nothing about 1 band, uint16 or 100 px tiles.
+    Facts an older artifact did not record (its dtype) are not compared.
+    """
+    out = []
+    trained_bands = trained.get("bands")
+    if isinstance(trained_bands, list) and len(trained_bands) != bands:
+        out.append(f"{describe_inputs(len(trained_bands))} became {describe_inputs(bands)}")
+    if trained.get("dtype") not in (None, dtype):
+        out.append(f"dtype {trained['dtype']} became {dtype}")
+    if trained.get("tile_size") not in (None, tile_size):
+        out.append(f"{trained['tile_size']} px tiles became {tile_size} px")
+    return out
+
+
+def describe_inputs(bands: int, dtype: str | None = None, tile_size: int | None = None) -> str:
+    """`3 bands of uint8 in 256 px tiles`: one wording for every message about inputs."""
+    text = f"{bands} band{'s' * (bands != 1)}"
+    if dtype:
+        text += f" of {dtype}"
+    if tile_size:
+        text += f" in {tile_size} px tiles"
+    return text
+
+
 def model_from_dict(
     kind: str, data: Mapping[str, Any], *, lineage: Mapping[str, Any] | None = None
 ) -> TileModel:

@@ -21,6 +21,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from dask.base import tokenize
 from dask.callbacks import Callback
 from rasterio.errors import RasterioError
 
@@ -31,6 +32,7 @@ from satdask.core.grid import Block, EdgePolicy, TileGrid
 from satdask.core.health import HealthPolicy, health_report, summarize
 from satdask.core.inference import predict_tiles
 from satdask.core.schema import SCHEMA
+from satdask.errors import ModelError, RunError
 from satdask.io import store
 from satdask.io._gdal import gdal_message
 from satdask.io._journal import Record, RunJournal
@@ -39,7 +41,7 @@ from satdask.io.lineage import scene_sha256, versions
 from satdask.io.open import open_source
 from satdask.io.registry import ModelArtifact, canonical_model_sha256
 from satdask.io.source import PixelSource, TiledRaster
-from satdask.models.base import TileModel
+from satdask.models.base import TileModel, describe_inputs, input_mismatches
 from satdask.pipeline._cluster import THREADS, Logger, check_scheduler, compute_client, describe
 from satdask.pipeline.runs import RunResult, open_run
 
@@ -142,6 +144,7 @@ class RunPlan:
         return {
             "scene": self.source.uri,
             "scene_sha256": self.scene_sha256,
+            "pixels": tokenize(self.source),  # a derived array's graph, a file's size and mtime
             "model_sha256": self.model_info["sha256"],
             "tile_size": self.grid.tile_size,
             "edge": self.grid.edge,
@@ -155,26 +158,29 @@ def plan_run(
     scene: SceneLike,
     model: ModelArtifact | TileModel,
     *,
-    tile_size: int = 256,
+    tile_size: int | None = None,
     tiles_per_chunk: int | None = None,
     edge: EdgePolicy = "skip",
     bands: Sequence[int] | None = None,
+    allow_model_mismatch: bool = False,
 ) -> RunPlan:
-    """The run's raster, grid, blocks and lineage.
+    """The run's raster, grid, blocks and lineage, after checking the model fits the inputs.
 
     A file is probed straight through rasterio: xarray, which a run over a file
-    never needs, is only imported for a STAC item or a DataArray.
+    never needs, is only imported for a STAC item or a DataArray. A DataArray is
+    computed as given, so the options that would open a file differently are refused
+    with it rather than ignored.
     """
     artifact = model if isinstance(model, ModelArtifact) else None
     tile_model = artifact.model if artifact else model
-    options: dict[str, Any] = dict(
-        tile_size=tile_size, tiles_per_chunk=tiles_per_chunk, bands=bands
-    )
     if isinstance(scene, str | os.PathLike) or not hasattr(scene, "dims"):
-        raster = open_source(scene, **options)  # a file or a STAC item: no xarray
+        raster = open_source(  # a file or a STAC item: no xarray
+            scene, tile_size=tile_size or 256, tiles_per_chunk=tiles_per_chunk, bands=bands
+        )
     else:
         from satdask.views.scene import scene_raster
 
+        _refuse_open_options(tile_size=tile_size, tiles_per_chunk=tiles_per_chunk, bands=bands)
         raster = scene_raster(scene)
     grid = raster.grid(edge=edge)
     model_info = (
@@ -182,9 +188,12 @@ def plan_run(
         if artifact
         else {"id": None, "sha256": canonical_model_sha256(tile_model), "uri": None}
     )
+    mismatch = _check_model(model_info, tile_model, raster, allow=allow_model_mismatch)
+    if mismatch:
+        model_info["mismatch"] = mismatch
     t0 = perf_counter()
-    sha = scene_sha256(raster.source.uri)
     stac = raster.source.lineage()
+    sha = None if "pixels" in stac else scene_sha256(raster.source.uri)
     return RunPlan(
         raster,
         grid,
@@ -197,6 +206,38 @@ def plan_run(
     )
 
 
+def _refuse_open_options(**options: object) -> None:
+    """Options that say how to open a file mean nothing for an array already opened."""
+    given = [name for name, value in options.items() if value is not None]
+    if given:
+        raise RunError(
+            f"{', '.join(given)} cannot apply to a DataArray, which is inferred as given; "
+            "open the scene with open_scene(..., tile_size=, tiles_per_chunk=, bands=) or "
+            "select bands with .sel(band=[...])"
+        )
+
+
+def _check_model(
+    model_info: Mapping[str, Any], model: TileModel, raster: TiledRaster, *, allow: bool
+) -> list[str]:
+    """Refuse inputs unlike those the model was trained on, unless `allow`; say how."""
+    trained = (model.lineage or {}).get("config") or {}
+    bands, dtype, tile_size = len(raster.source.bands), raster.info.dtype, raster.tile_size
+    mismatch = input_mismatches(trained, bands=bands, dtype=dtype, tile_size=tile_size)
+    if mismatch and not allow:
+        name = model_info.get("id") or "the given model"
+        was = describe_inputs(
+            len(trained.get("bands", [])), trained.get("dtype"), trained.get("tile_size")
+        )
+        raise ModelError(
+            f"{raster.info.uri}: model {name} was trained on {was}, this run has "
+            f"{describe_inputs(bands, dtype, tile_size)} ({'; '.join(mismatch)}); "
+            "pass allow_model_mismatch=True (--allow-model-mismatch) to run it anyway",
+            uri=raster.info.uri,
+        )
+    return mismatch
+
+
 def run_batch(
     scene: SceneLike,
     model: ModelArtifact | TileModel,
@@ -204,10 +245,11 @@ def run_batch(
     *,
     client: Client | None = None,
     scheduler: str = "local",
-    tile_size: int = 256,
+    tile_size: int | None = None,
     tiles_per_chunk: int | None = None,
     edge: EdgePolicy = "skip",
     bands: Sequence[int] | None = None,
+    allow_model_mismatch: bool = False,
     overwrite: bool = False,
     resume: bool = False,
     progress: bool | ProgressBar = False,
@@ -215,8 +257,12 @@ def run_batch(
 ) -> RunResult:
     """Infer every tile of `scene` and write a traceable run store at `out`.
 
-    `scene` is a path/URL (opened with `tile_size`, `tiles_per_chunk`, `bands`) or
-    a DataArray from `open_scene`, whose chunks then define the blocks. With
+    `scene` is a path/URL or STAC item (opened with `tile_size` (256 by default),
+    `tiles_per_chunk`, `bands`), or a DataArray, inferred exactly as it holds its
+    pixels: a scene from `open_scene` unchanged is read straight from its file, and
+    anything derived from one (arithmetic, subsets, band selection) is computed as
+    given. The model must have been trained on inputs like these (band count, dtype,
+    tile size) unless `allow_model_mismatch`. With
     `resume`, the blocks a killed run with the same scene, model and config made
     durable are reused and only the others are computed.
     """
@@ -225,7 +271,13 @@ def run_batch(
     store.check_destination(out, overwrite=overwrite)
     check_scheduler(client or scheduler)
     plan = plan_run(
-        scene, model, tile_size=tile_size, tiles_per_chunk=tiles_per_chunk, edge=edge, bands=bands
+        scene,
+        model,
+        tile_size=tile_size,
+        tiles_per_chunk=tiles_per_chunk,
+        edge=edge,
+        bands=bands,
+        allow_model_mismatch=allow_model_mismatch,
     )
     prepare_s = perf_counter() - started - plan.hash_s
     journal = RunJournal.open(out, fingerprint=plan.fingerprint, resume=resume, overwrite=overwrite)
@@ -373,6 +425,7 @@ def _describe_run(
             "scheduler": scheduler,
         },
         "versions": versions(),
+        "coverage": grid.coverage(),
         "counts": {
             "tiles_total": grid.size,
             "tiles_inferred": c["ok"],

@@ -89,6 +89,7 @@ def run_many(
     tiles_per_chunk: int | None = None,
     edge: EdgePolicy = "skip",
     bands: Sequence[int] | None = None,
+    allow_model_mismatch: bool = False,
     overwrite: bool = False,
     resume: bool = False,
     progress: bool = False,
@@ -126,7 +127,7 @@ def run_many(
             opened = as_scene(
                 scene, tile_size=tile_size, tiles_per_chunk=tiles_per_chunk, bands=bands
             )
-            validate(opened)
+            validate(opened, tile_size=tile_size, edge=edge)
             blocks += len(scene_blocks(opened, edge=edge)[1])
         except SatdaskError as exc:
             log.warning("skipping %s: %s", uri, exc)
@@ -146,6 +147,7 @@ def run_many(
                     client=active,
                     scheduler="threads",  # used only when active is None: threads asked for
                     edge=edge,
+                    allow_model_mismatch=allow_model_mismatch,
                     overwrite=overwrite,
                     resume=resume,
                     progress=bar or False,

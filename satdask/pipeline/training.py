@@ -12,8 +12,9 @@ import numpy as np
 
 from satdask.core.features import STATUS_OK
 from satdask.core.grid import EdgePolicy
-from satdask.errors import ModelError
+from satdask.errors import ModelError, ValidationError
 from satdask.io.lineage import scene_sha256, versions
+from satdask.models.base import describe_inputs
 from satdask.models.threshold import ThresholdModel
 from satdask.pipeline._cluster import THREADS, check_scheduler, compute_client
 from satdask.views.checks import validate_many
@@ -21,9 +22,24 @@ from satdask.views.scene import SceneLike, as_scene, scene_source
 from satdask.views.tiles import tile_features
 
 if TYPE_CHECKING:
+    import xarray as xr
     from distributed import Client
 
 log = logging.getLogger("satdask.training")
+
+
+def _check_same_inputs(scenes: Sequence[xr.DataArray], *, tile_size: int) -> None:
+    """One model learns from one kind of input: the same band count and dtype everywhere."""
+    kinds: dict[str, list[str]] = {}
+    for s in scenes:
+        kind = describe_inputs(s.sizes["band"], str(s.dtype))
+        kinds.setdefault(kind, []).append(str(s.attrs.get("source", s.name)))
+    if len(kinds) > 1:
+        detail = "; ".join(f"{', '.join(uris)}: {kind}" for kind, uris in kinds.items())
+        raise ValidationError(
+            f"cannot train one model on scenes of different bands or dtypes ({detail}); "
+            "select the same bands of each (--bands) or train one model per kind"
+        )
 
 
 def train(
@@ -45,6 +61,7 @@ def train(
         for s in scenes
     ]
     reports = validate_many(opened, allow_mixed_crs=allow_mixed_crs)
+    _check_same_inputs(opened, tile_size=tile_size)
     features = [tile_features(s, edge=edge) for s in opened]
     lazy_means = [f.mean_intensity.where(f.status == STATUS_OK).data for f in features]
     with compute_client(scheduler) as client:
@@ -67,6 +84,7 @@ def train(
             "tile_size": tile_size,
             "edge": edge,
             "bands": [int(b) for b in opened[0]["band"].values],
+            "dtype": str(opened[0].dtype),
         },
         "versions": versions(),
     }

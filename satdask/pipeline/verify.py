@@ -225,6 +225,10 @@ def _crs(group: zarr.Group, attrs: Mapping[str, Any]) -> Check:
 
 def _scene(attrs: Mapping[str, Any]) -> list[Check]:
     scene = attrs.get("scene", {})
+    if "pixels" in scene:  # computed from an array: no file holds them
+        origin = scene.get("derived_from") or "an array in memory"
+        detail = f"skipped: the pixels were derived from {origin}, not read from a file"
+        return [Check("scene sha256", "skip", detail)]
     checks = [_file_hash("scene sha256", scene.get("uri"), scene.get("sha256"))]
     for asset in scene.get("stac", {}).get("assets", []):
         label = f"scene asset {asset.get('key')} sha256"

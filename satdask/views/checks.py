@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from satdask.core._html import report_html
-from satdask.errors import ValidationError
+from satdask.core.grid import EdgePolicy, TileGrid, check_tile_size, require_tiles
+from satdask.errors import GridError, ValidationError
 from satdask.io.geotiff import check_complete
 from satdask.io.open import open_source
 from satdask.io.source import check_scene, parse_datetime
@@ -32,6 +33,10 @@ class ValidationReport:
     nodata: float | None
     block_shape: tuple[int, int]
     acquisition_time: str | None
+    tile_size: int = 256
+    edge: str = "skip"
+    tiles: tuple[int, int] = (0, 0)  # rows x cols of whole tiles under `edge`
+    pixels_uncovered: int = 0  # never inferred under `edge` (skip leaves the edge strips)
     warnings: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
@@ -42,11 +47,18 @@ class ValidationReport:
 
 
 def validate(
-    scene: xr.DataArray | str | os.PathLike[str], *, acquisition_time: str | None = None
+    scene: xr.DataArray | str | os.PathLike[str],
+    *,
+    acquisition_time: str | None = None,
+    tile_size: int = 256,
+    edge: EdgePolicy = "skip",
 ) -> ValidationReport:
     """Validate one scene, given as a path/URL, a STAC item or a DataArray from `open_scene`.
 
-    A STAC item's assets are probed one by one and must lie on one grid.
+    A STAC item's assets are probed one by one and must lie on one grid. The scene is
+    also checked against the tile grid a run would use (`tile_size`, `edge`): a scene
+    with no whole tile is refused, as a run would refuse it, and pixels that no tile
+    covers are counted in the report and warned about.
     """
     if isinstance(scene, str | os.PathLike) or not hasattr(scene, "dims"):
         source = open_source(scene).source
@@ -58,6 +70,19 @@ def validate(
     warnings = check_scene(info)
     for file in files:
         check_complete(file)
+    grid = TileGrid(info.height, info.width, info.transform, check_tile_size(tile_size), edge)
+    try:
+        require_tiles(grid, info.uri)
+    except GridError as exc:
+        raise ValidationError(str(exc), uri=info.uri) from None
+    coverage = grid.coverage()
+    if coverage["pixels_uncovered"]:
+        warnings.append(
+            f"edge {edge} leaves {coverage['pixels_uncovered']:,} of "
+            f"{coverage['pixels_total']:,} pixels ({100 * coverage['fraction_uncovered']:.1f}%) "
+            f"uninferred: the last {coverage['rows_uncovered']} rows and "
+            f"{coverage['cols_uncovered']} cols; --edge pad infers them"
+        )
     when = info.acquisition_time
     if acquisition_time:
         when = parse_datetime(acquisition_time)
@@ -72,6 +97,10 @@ def validate(
         nodata=info.nodata,
         block_shape=info.block_shape,
         acquisition_time=when,
+        tile_size=grid.tile_size,
+        edge=grid.edge,
+        tiles=grid.shape,
+        pixels_uncovered=int(coverage["pixels_uncovered"]),
         warnings=tuple(warnings),
     )
 
@@ -91,4 +120,7 @@ def check_same_crs(reports: Sequence[ValidationReport], *, allow_mixed_crs: bool
         crs_of.setdefault(r.crs, []).append(r.uri)
     if len(crs_of) > 1 and not allow_mixed_crs:
         detail = "; ".join(f"{crs}: {', '.join(uris)}" for crs, uris in crs_of.items())
-        raise ValidationError(f"scenes have different CRS ({detail})")
+        raise ValidationError(
+            f"scenes have different CRS ({detail}); pass allow_mixed_crs=True "
+            "(--allow-mixed-crs) to use them together"
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import dask.array as da
@@ -15,7 +16,7 @@ from satdask.core.grid import TileGrid, Window
 from satdask.errors import SceneError
 from satdask.io._gdal import gdal_message
 from satdask.io.open import open_source, source_from_scene
-from satdask.io.source import PixelSource, SceneInfo, TiledRaster
+from satdask.io.source import REMOTE_RETRIES, PixelSource, SceneInfo, TiledRaster, tile_raster
 
 if TYPE_CHECKING:
     import pystac
@@ -134,8 +135,20 @@ def lazy_scene(raster: TiledRaster) -> xr.DataArray:
 
 
 def scene_raster(scene: xr.DataArray) -> TiledRaster:
-    """A scene from `open_scene`, however rechunked, as the raster a batch run reads."""
-    source = scene_source(scene)
+    """What a batch run reads for a DataArray: its pixels exactly as the array holds them.
+
+    When the array is a scene from `open_scene` unchanged over its whole extent (at most
+    rechunked), its tasks read the file directly, window by window: the fast path, with
+    failures isolated to the tiles whose bytes are bad. Anything else (arithmetic, a
+    subset, a band selection, a graph of the user's) is computed as given, block by
+    block, through an `ArrayPixels`: the file behind it is never re-read in its place.
+    """
+    import rioxarray  # noqa: F401  (registers the .rio accessor)
+
+    if scene.dims != ("band", "y", "x"):
+        raise SceneError(f"a scene has dims (band, y, x); this array has {scene.dims}")
+    source = _file_read(scene) or ArrayPixels.of(scene)
+    tile_size = int(scene.attrs.get("tile_size", 256))
     info = SceneInfo(
         uri=source.uri,
         width=scene.sizes["x"],
@@ -143,13 +156,102 @@ def scene_raster(scene: xr.DataArray) -> TiledRaster:
         count=len(source.bands),
         dtypes=(str(scene.dtype),) * len(source.bands),
         crs=scene.rio.crs,
-        transform=scene.rio.transform(recalc=False),
+        transform=scene.rio.transform(recalc=True),
         nodata=scene_nodata(scene),
-        block_shape=(0, 0),  # unknown here, and only used to choose chunks
+        block_shape=(tile_size, tile_size),  # the file's is unknown here; it only guides chunks
         acquisition_time=scene.attrs.get("acquisition_time") or None,
     )
-    tile_size = int(scene.attrs.get("tile_size", 256))
-    return TiledRaster(source, info, tile_size, (scene.chunks[1], scene.chunks[2]))
+    grid = TileGrid(info.height, info.width, info.transform, tile_size)
+    chunks = (scene.chunks[1], scene.chunks[2]) if scene.chunks else None
+    aligned = grid.aligned_chunks(chunks) if chunks else None
+    if aligned is None:
+        return tile_raster(source, info, tile_size=tile_size, tiles_per_chunk=None)
+    return TiledRaster(source, info, tile_size, aligned)
+
+
+def _file_read(scene: xr.DataArray) -> PixelSource | None:
+    """The source a scene reads unchanged over its whole extent, taken from its dask graph.
+
+    The graph, not the attributes, says where the pixels come from: xarray keeps
+    `attrs["source"]` through arithmetic and subsets, which change the pixels.
+    """
+    graph = getattr(scene.data, "dask", None)
+    if graph is None:
+        return None
+    names = [str(name) for name in graph.layers]
+    if not all(name.startswith(("original-scene-", "scene-", "rechunk-")) for name in names):
+        return None
+    lazies = [
+        value
+        for name, layer in graph.layers.items()
+        if str(name).startswith("original-scene-")
+        for value in layer.values()
+        if isinstance(value, _LazyRaster)
+    ]
+    if len(lazies) != 1 or lazies[0].shape != scene.shape:
+        return None
+    return lazies[0].source
+
+
+@dataclass(frozen=True)
+class ArrayPixels:
+    """A PixelSource over an array's own values: what a derived scene's blocks compute.
+
+    Each read computes just its window of the array (with dask's synchronous scheduler,
+    inside the task that asked), so a derived scene is inferred block by block in
+    bounded memory, like a file. `derived_from` names the file the array started from,
+    for lineage, which records that the pixels were not read from it.
+    """
+
+    uri: str
+    bands: tuple[int, ...]
+    array: Any  # (band, y, x): a dask or numpy array
+    derived_from: str | None
+
+    @classmethod
+    def of(cls, scene: xr.DataArray) -> ArrayPixels:
+        origin = scene.attrs.get("source")
+        labels = np.atleast_1d(scene["band"].values) if "band" in scene.coords else []
+        numbers = [int(b) for b in labels if isinstance(b, int | np.integer)]
+        bands = (
+            numbers if len(numbers) == scene.sizes["band"] else range(1, scene.sizes["band"] + 1)
+        )
+        uri = f"array:{scene.name or 'scene'}" + (f" derived from {origin}" if origin else "")
+        return cls(uri, tuple(bands), scene.data, str(origin) if origin else None)
+
+    def read(self, window: Window, *, retries: int = REMOTE_RETRIES) -> np.ndarray:
+        rows, cols = window.toslices()
+        part = self.array[:, rows, cols]
+        if hasattr(part, "compute"):
+            part = part.compute(scheduler="sync")
+        return np.asarray(part)
+
+    def subset(self, index: slice) -> ArrayPixels:
+        return ArrayPixels(self.uri, self.bands[index], self.array[index], self.derived_from)
+
+    @property
+    def band_labels(self) -> dict[str, tuple[str, ...]]:
+        return {}
+
+    def scene_attrs(self) -> dict[str, Any]:
+        return {}
+
+    def lineage(self) -> dict[str, Any]:
+        """No file holds these pixels: say so, and name the one they were derived from."""
+        return {
+            "derived_from": self.derived_from,
+            "pixels": "computed from an xarray array (arithmetic, a subset, a band selection "
+            "or a graph of the caller's), not read from "
+            + (self.derived_from or "any file")
+            + "; they cannot be traced to a file by hash",
+        }
+
+    def probe(self) -> tuple[SceneInfo, tuple[SceneInfo, ...]]:
+        raise SceneError(f"{self.uri}: an array in memory has no file to probe")
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        name = getattr(self.array, "name", None) or da.core.tokenize(self.array)
+        return ("ArrayPixels", self.uri, self.bands, name)
 
 
 def scene_source(scene: xr.DataArray) -> PixelSource:

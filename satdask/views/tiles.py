@@ -15,7 +15,6 @@ from rasterio.crs import CRS
 from satdask.core.features import FEATURE_NAMES, block_features
 from satdask.core.grid import Block, EdgePolicy, TileGrid, check_edge, require_tiles
 from satdask.core.schema import VARIABLE_ATTRS
-from satdask.errors import GridError
 from satdask.views.scene import scene_nodata
 
 
@@ -39,6 +38,19 @@ def scene_blocks(scene: xr.DataArray, *, edge: EdgePolicy = "skip") -> tuple[Til
     return grid, list(grid.blocks((scene.chunks[1], scene.chunks[2])))
 
 
+def tile_chunks(scene: xr.DataArray, grid: TileGrid) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Pixel chunks along y and x that hold whole tiles: the scene's own where they do (a
+    thin trailing chunk merged into the one before it), else about as many tiles per chunk.
+    """
+    chunks = scene.chunks or ((scene.sizes["y"],), (scene.sizes["x"],))
+    own = (tuple(chunks[-2]), tuple(chunks[-1]))
+    aligned = grid.aligned_chunks(own)
+    if aligned is not None:
+        return aligned
+    per_chunk = (max(1, round(max(c) / grid.tile_size)) for c in own)
+    return grid.pixel_chunks(tuple(per_chunk))  # type: ignore[arg-type]
+
+
 def tile_dataset(variables: Mapping[str, object], *, grid: TileGrid, crs: CRS) -> xr.Dataset:
     """Wrap (rows, cols) arrays, numpy or dask, as a georeferenced tile-grid Dataset."""
     import rioxarray  # noqa: F401
@@ -57,14 +69,8 @@ def tile_dataset(variables: Mapping[str, object], *, grid: TileGrid, crs: CRS) -
 def tile_features(scene: xr.DataArray, *, edge: EdgePolicy = "skip") -> xr.Dataset:
     """Lazy per-tile features: one `map_blocks` call per chunk, nothing read yet."""
     grid = scene_grid(scene, edge=edge)
-    data = scene.data.rechunk({0: -1})
     t = grid.tile_size
-    for axis in (1, 2):
-        if any(c % t for c in data.chunks[axis][:-1]):
-            raise GridError(
-                f"chunks {data.chunks[axis]} along {scene.dims[axis]} are not whole "
-                f"{t} px tiles; open the scene with open_scene(tiles_per_chunk=...)"
-            )
+    data = scene.data.rechunk(((scene.sizes["band"],), *tile_chunks(scene, grid)))
     row_tiles, col_tiles = grid.tiles_per_pixel_chunk((data.chunks[1], data.chunks[2]))
     stacked = data.map_blocks(
         _stacked_features,
