@@ -2,7 +2,7 @@
 
 Matplotlib is imported inside the functions that draw (it lives in the
 ``notebooks`` extra), so ``import satdask.plot`` works without it and
-``quicklook`` and ``health_table`` never need it.
+``quicklook``, ``health_table`` and ``styled_health_table`` never need it.
 
 ``quicklook`` never reads the full scene. For a scene from ``open_scene`` it asks
 GDAL for a decimated window (``out_shape``), which a COG answers from its
@@ -15,10 +15,11 @@ which still streams chunk by chunk and never holds the scene in memory.
 
 from __future__ import annotations
 
+import html
 import itertools
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,18 +28,28 @@ import xarray as xr
 
 from satdask.core.features import STATUS_FAILED, STATUS_NODATA, STATUS_OK
 from satdask.core.grid import TileGrid
+from satdask.core.schema import RunRecord
 from satdask.errors import PlotError
 from satdask.pipeline.runs import RunResult, open_run
 from satdask.render import COLOURS
 
 if TYPE_CHECKING:
+    import pandas as pd
     from matplotlib.axes import Axes
     from matplotlib.collections import LineCollection
     from matplotlib.figure import Figure
     from pandas.io.formats.style import Styler
     from rasterio.windows import Window
 
-__all__ = ["health_table", "imshow", "map_axes", "prediction_map", "quicklook", "tile_grid"]
+__all__ = [
+    "health_table",
+    "imshow",
+    "map_axes",
+    "prediction_map",
+    "quicklook",
+    "styled_health_table",
+    "tile_grid",
+]
 
 Limits = Sequence[tuple[float, float]]
 _COLOUR_INTERP_RGB = ("red", "green", "blue")
@@ -285,7 +296,9 @@ def _stretch(
 ) -> tuple[np.ndarray, list[tuple[float, float]]]:
     """(h, w, 4) float32 RGBA, each channel linearly stretched; grey when one band."""
     if limits is not None and len(limits) != len(values):
-        raise PlotError(f"limits needs one (low, high) per channel: {len(values)}")
+        raise PlotError(
+            f"limits needs one (low, high) per channel ({len(values)}), got {len(limits)}"
+        )
     used: list[tuple[float, float]] = []
     channels = []
     for i, band in enumerate(values):
@@ -403,11 +416,14 @@ def prediction_map(
     stretch (see ``quicklook``): give two maps the same one to compare their
     brightness. The legend counts the tiles of each class: bright, dark, nodata
     (no valid pixel) and failed (unreadable bytes, also marked with a cross).
+    The whole scene is in view: under edge "skip" the strips at the right and
+    bottom that hold no whole tile were never inferred, and are hatched grey.
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
     result = run if isinstance(run, RunResult) else open_run(run)
+    record = result.record
     ds = result.dataset()
     prediction, status = ds["prediction"].values, ds["status"].values
     grid = _run_grid(result, ds)
@@ -419,8 +435,7 @@ def prediction_map(
     if background is not None:
         imshow(ax, background)
     overlay = _class_rgba(prediction, status, alpha=alpha)
-    extent = _grid_extent(grid)
-    ax.imshow(overlay, extent=extent, interpolation="nearest")
+    ax.imshow(overlay, extent=_grid_extent(grid), interpolation="nearest")
     failed_rows, failed_cols = np.nonzero(status == STATUS_FAILED)
     if failed_rows.size:
         xs, ys = grid.centres()
@@ -428,9 +443,11 @@ def prediction_map(
             [xs[c] for c in failed_cols], [ys[r] for r in failed_rows], marker="x", color="black"
         )
     tile_grid(ax, grid, color="black", outline=None, linewidth=0.4, alpha=0.35)
-    ax.set_xlim(extent[0], extent[1])
-    ax.set_ylim(extent[2], extent[3])
-    map_axes(ax, str(result.attrs["scene"].get("crs") or ""))
+    strips = _draw_uncovered(ax, grid)
+    left, right, bottom, top = _view_extent(grid)
+    ax.set_xlim(left, right)
+    ax.set_ylim(bottom, top)
+    map_axes(ax, str(record["scene"].get("crs") or ""))
     counts = _class_counts(prediction, status)
     handles = [
         Patch(facecolor=_rgb01(name), edgecolor="black", label=f"{name} ({counts[name]})")
@@ -444,6 +461,11 @@ def prediction_map(
             label=f"failed ({counts['failed']})",
         )
     )
+    if strips:
+        pixels, fraction = _uncovered_pixels(record, grid)
+        handles.append(
+            Patch(**_UNCOVERED_STYLE, label=f"in no tile ({pixels:,} px, {100 * fraction:.2g}%)")
+        )
     ax.legend(
         handles=handles,
         title="tiles",
@@ -453,8 +475,8 @@ def prediction_map(
         title_fontsize=9,
         frameon=False,
     )
-    scene_name = Path(str(result.attrs["scene"]["uri"])).name
-    model_id = str(result.attrs["model"].get("id") or "")[:8] or "unregistered"
+    scene_name = Path(str(record["scene"]["uri"])).name
+    model_id = str(record["model"].get("id") or "")[:8] or "unregistered"
     ax.set_title(
         f"{scene_name}: predicted class per {grid.tile_size} px tile\n"
         f"run {result.run_id[:8]}, model {model_id}",
@@ -463,11 +485,82 @@ def prediction_map(
     return fig
 
 
+# Pixels no tile covers: light grey, hatched, so they read as "not looked at", not as a class.
+_UNCOVERED_STYLE: dict[str, Any] = {
+    "facecolor": (0.85, 0.85, 0.85, 0.6),
+    "edgecolor": (0.3, 0.3, 0.3),
+    "hatch": "//",
+}
+
+
+def _scene_extent(grid: TileGrid) -> tuple[float, float, float, float]:
+    """(left, right, bottom, top) of the whole scene."""
+    t = grid.transform
+    xs = (t.c, t.c + t.a * grid.width)
+    ys = (t.f, t.f + t.e * grid.height)
+    return min(xs), max(xs), min(ys), max(ys)
+
+
+def _view_extent(grid: TileGrid) -> tuple[float, float, float, float]:
+    """The scene and its tiles: padded edge tiles reach past the scene."""
+    scene, tiles = _scene_extent(grid), _grid_extent(grid)
+    return (
+        min(scene[0], tiles[0]),
+        max(scene[1], tiles[1]),
+        min(scene[2], tiles[2]),
+        max(scene[3], tiles[3]),
+    )
+
+
+def _uncovered_strips(grid: TileGrid) -> list[tuple[float, float, float, float]]:
+    """(left, right, bottom, top) of the scene's parts in no tile: the cols right of the
+    last tile (full height), then the rows below it (up to the tiles' right edge)."""
+    covered_rows = min(grid.rows * grid.tile_size, grid.height)
+    covered_cols = min(grid.cols * grid.tile_size, grid.width)
+    windows = [
+        (covered_cols, 0, grid.width, grid.height),
+        (0, covered_rows, covered_cols, grid.height),
+    ]
+    t = grid.transform
+    strips = []
+    for c0, r0, c1, r1 in windows:
+        if c1 > c0 and r1 > r0:
+            (x0, y0), (x1, y1) = t * (c0, r0), t * (c1, r1)
+            strips.append((min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)))
+    return strips
+
+
+def _draw_uncovered(ax: Axes, grid: TileGrid) -> list[Any]:
+    from matplotlib.patches import Rectangle
+
+    patches = []
+    for left, right, bottom, top in _uncovered_strips(grid):
+        patch = Rectangle(
+            (left, bottom), right - left, top - bottom, linewidth=0, **_UNCOVERED_STYLE
+        )
+        patch.set_gid("uncovered")
+        patches.append(ax.add_patch(patch))
+    return patches
+
+
+def _uncovered_pixels(record: RunRecord, grid: TileGrid) -> tuple[int, float]:
+    """(pixels, fraction) in no tile: as the run recorded it, or from the grid's geometry
+    for a store written before runs recorded their coverage."""
+    coverage = record.get("coverage")
+    if coverage is not None:
+        return coverage["pixels_uncovered"], coverage["fraction_uncovered"]
+    covered = min(grid.rows * grid.tile_size, grid.height) * min(
+        grid.cols * grid.tile_size, grid.width
+    )
+    total = grid.height * grid.width
+    return total - covered, (total - covered) / total
+
+
 def _run_grid(run: RunResult, ds: xr.Dataset) -> TileGrid:
     """The run's tile grid, rebuilt from the scene shape and the store's transform."""
     from affine import Affine
 
-    config, shape = run.attrs["config"], run.attrs["scene"]["shape"]
+    config, shape = run.record["config"], run.record["scene"]["shape"]
     t = int(config["tile_size"])
     pixel = ds.rio.transform() @ Affine.scale(1 / t)
     return TileGrid(int(shape[1]), int(shape[2]), pixel, t, config["edge"])
@@ -483,12 +576,12 @@ def _background(
     from satdask.views.scene import open_scene
 
     if scene is None:
-        uri = str(run.attrs["scene"]["uri"])
+        uri = str(run.record["scene"]["uri"])
         if not Path(uri).is_file():
             return None
         scene = uri
     if not isinstance(scene, xr.DataArray):
-        scene = open_scene(scene, bands=run.attrs["config"].get("bands"))
+        scene = open_scene(scene, bands=run.record["config"].get("bands"))
     return quicklook(scene, max_size=max_size, limits=limits)
 
 
@@ -524,162 +617,68 @@ def _class_counts(prediction: np.ndarray, status: np.ndarray) -> dict[str, int]:
 
 # --------------------------------------------------------------------------- health
 
+_TABLE_COLUMNS = ["value", "limit", "verdict", "reason"]
 
-def health_table(run: RunResult | str | os.PathLike[str]) -> Styler:
-    """Monitoring and health of a run as one styled table, indexed by (section, metric).
 
-    Columns: ``value``, ``limit`` (the health policy's bound, where one applies)
-    and ``check`` ("ok", or "drift" / "investigate" highlighted, where a limit
-    applies). The ``health`` section repeats the report's status, reasons and
-    recommendations word for word. It is a pandas ``Styler`` so long texts show
-    in full; ``.data`` is the plain DataFrame (numbers rounded to 4 significant
-    digits).
+def health_table(run: RunResult | str | os.PathLike[str]) -> pd.DataFrame:
+    """The run's health checks as a DataFrame, one row per check, indexed by its name.
+
+    Columns: ``value`` (what the run measured; None where the check was not
+    assessed), ``limit`` (the health policy's bound: a check passes when
+    ``value <= limit``), ``verdict`` ("ok", "retrain", "investigate" or "not
+    assessed") and ``reason`` (why, for any verdict but "ok"). These are the
+    rows ``health_report`` judged, never re-derived here. ``attrs`` holds the
+    run's ``run_id``, ``status``, ``reasons`` and ``recommendations``.
+    ``styled_health_table`` is the same table for a notebook.
     """
     import pandas as pd
 
     result = run if isinstance(run, RunResult) else open_run(run)
-    m, h = result.monitoring, result.health
-    rows = [
-        *_count_rows(m["counts"], h["policy"]),
-        *_prediction_rows(m["predictions"]),
-        *_latency_rows(m["latency"], h["policy"]),
-        *_drift_rows(m["drift"], m["tile_mean"], h["policy"]),
-        *_health_rows(h),
-    ]
-    frame = pd.DataFrame(rows, columns=["section", "metric", "value", "limit", "check"])
-    frame = frame.set_index(["section", "metric"])
+    health = result.health
+    rows = [{**check, "reason": check["reason"] or ""} for check in health.get("checks", [])]
+    frame = pd.DataFrame(rows, columns=["name", *_TABLE_COLUMNS]).set_index("name")
+    frame.index.name = "check"
+    frame.attrs = {
+        "run_id": result.run_id,
+        "status": health["status"],
+        "reasons": list(health["reasons"]),
+        "recommendations": list(health["recommendations"]),
+    }
+    return frame
+
+
+def styled_health_table(run: RunResult | str | os.PathLike[str] | pd.DataFrame) -> Styler:
+    """``health_table`` for a notebook: numbers rounded, reasons in full, verdicts coloured.
+
+    Takes a run (or its store's path), or a table ``health_table`` already made.
+    The caption names the run and its health status.
+    """
+    import pandas as pd
+
+    frame = run if isinstance(run, pd.DataFrame) else health_table(run)
+    caption = f"run {frame.attrs.get('run_id', '?')}: health {frame.attrs.get('status', '?')}"
     return (
-        frame.style.format({"value": _shown}, escape="html")
+        frame.style.format({"value": _shown, "limit": _shown}, escape="html")
         .format_index(escape="html")
-        .map(_check_style, subset=["check"])
+        .map(_verdict_style, subset=["verdict"])
         .set_properties(**{"text-align": "left"})
         .set_table_styles([{"selector": "th", "props": "text-align: left"}])
-        .set_caption(f"run {result.run_id}: health {h['status']}")
+        .set_caption(html.escape(caption))
     )
 
 
 def _shown(value: Any) -> str:
     """How a value reads in the table: thousands separated, at most 4 significant digits."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
     if isinstance(value, bool) or not isinstance(value, int | float):
-        return "-" if value is None else str(value)
+        return str(value)
     if isinstance(value, int) or (math.isfinite(value) and value.is_integer()):
         return f"{value:,.0f}"
     return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
 
 
-def _check_style(check: str) -> str:
-    if check in ("drift", "investigate"):
+def _verdict_style(verdict: str) -> str:
+    if verdict in ("retrain", "investigate"):
         return "background-color: #bc4c00; color: white; font-weight: bold"
-    return "color: #1a7f37" if check == "ok" else ""
-
-
-Row = tuple[str, str, Any, str, str]
-
-
-def _round(value: Any) -> Any:
-    if isinstance(value, float) and math.isfinite(value) and value != 0:
-        return round(value, 3 - math.floor(math.log10(abs(value))))
-    return value
-
-
-def _check(bad: bool | None, word: str) -> str:
-    return "" if bad is None else (word if bad else "ok")
-
-
-def _count_rows(c: Mapping[str, Any], policy: Mapping[str, Any]) -> list[Row]:
-    limit = policy["max_failure_rate"]
-    rate = float(c["failure_rate"])
-    return [
-        ("tiles", "total", c["tiles_total"], "", ""),
-        ("tiles", "ok (inferred)", c["ok"], "", ""),
-        ("tiles", "nodata (skipped)", c["nodata"], "", ""),
-        ("tiles", "failed", c["failed"], "", ""),
-        (
-            "tiles",
-            "failure rate",
-            _round(rate),
-            f"<= {limit:g}",
-            _check(rate > limit, "investigate"),
-        ),
-    ]
-
-
-def _prediction_rows(p: Mapping[str, Any]) -> list[Row]:
-    return [
-        ("predictions", "bright", p["bright"], "", ""),
-        ("predictions", "dark", p["dark"], "", ""),
-        ("predictions", "bright %", _round(p["bright_pct"]), "", ""),
-    ]
-
-
-def _latency_rows(lat: Mapping[str, Any], policy: Mapping[str, Any]) -> list[Row]:
-    limit = policy["max_p95_tile_latency_ms"]
-    p95 = lat["tile_ms"]["p95"]
-    return [
-        ("latency", "run seconds", _round(lat["run_seconds"]), "", ""),
-        ("latency", "tiles per second", _round(lat["tiles_per_second"]), "", ""),
-        ("latency", "blocks", lat["blocks"], "", ""),
-        ("latency", "tile ms p50", _round(lat["tile_ms"]["p50"]), "", ""),
-        (
-            "latency",
-            "tile ms p95",
-            _round(p95),
-            f"<= {limit:g}",
-            _check(None if p95 is None else p95 > limit, "investigate"),
-        ),
-    ]
-
-
-def _drift_rows(
-    d: Mapping[str, Any], tile_mean: Mapping[str, Any], policy: Mapping[str, Any]
-) -> list[Row]:
-    """The same comparisons as ``monitoring.health_report``, shown row by row."""
-    train_std = d["train_std"]
-    mean_delta, std_delta, psi_value = d["mean_delta"], d["std_delta"], d["psi"]
-    shift_limit = None if train_std is None else policy["mean_shift_sigmas"] * train_std
-    if std_delta is None or train_std is None:
-        std_change = None
-    elif train_std > 0:
-        std_change = abs(std_delta) / train_std
-    else:
-        std_change = math.inf if std_delta else 0.0
-    return [
-        ("drift", "training tile mean", _round(d["train_mean"]), "", ""),
-        ("drift", "run tile mean", _round(tile_mean["mean"]), "", ""),
-        (
-            "drift",
-            "mean shift",
-            _round(mean_delta),
-            "" if shift_limit is None else f"|shift| <= {_shown(_round(shift_limit))}",
-            _check(None if mean_delta is None else abs(mean_delta) > shift_limit, "drift"),
-        ),
-        ("drift", "training tile std", _round(train_std), "", ""),
-        ("drift", "run tile std", _round(tile_mean["std"]), "", ""),
-        (
-            "drift",
-            "std change (fraction of training std)",
-            _round(std_change),
-            f"<= {policy['std_ratio']:g}",
-            _check(None if std_change is None else std_change > policy["std_ratio"], "drift"),
-        ),
-        (
-            "drift",
-            "PSI",
-            _round(psi_value),
-            f"<= {policy['psi_threshold']:g}",
-            _check(None if psi_value is None else psi_value > policy["psi_threshold"], "drift"),
-        ),
-    ]
-
-
-def _health_rows(h: Mapping[str, Any]) -> list[Row]:
-    rows: list[Row] = [
-        ("health", "status", h["status"], "", ""),
-        ("health", "retrain (drift detected)", "yes" if h["drift_detected"] else "no", "", ""),
-    ]
-    rows += [("health", f"reason {i}", text, "", "") for i, text in enumerate(h["reasons"], 1)]
-    rows += [
-        ("health", f"recommendation {i}", text, "", "")
-        for i, text in enumerate(h["recommendations"], 1)
-    ]
-    return rows
+    return "color: #1a7f37" if verdict == "ok" else "color: #57606a"

@@ -17,6 +17,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from satdask.core.schema import (
+    Coverage,
+    HealthReport,
+    Predictions,
+    RunConfig,
+    RunRecord,
+    SceneRecord,
+    TileError,
+    scene_size,
+)
+
 __all__ = ["artifact_html", "report_html", "run_html"]
 
 MAX_ERRORS_SHOWN = 10
@@ -102,26 +113,28 @@ def _details(summary: str, mapping: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- run
 
 
-def run_html(a: Mapping[str, Any], *, path: str) -> str:
-    """A run's attributes: counts and health at a glance, then scene, model, config, errors."""
+def run_html(a: RunRecord, *, path: str) -> str:
+    """A run's record: counts and health at a glance, then scene, model, config, errors."""
     c, h = a["counts"], a["health"]
     scene, model, config = a["scene"], a["model"], a["config"]
     preds = a["monitoring"]["predictions"]
-    timings = a.get("timings", {})
-    healthy = h["status"] == "healthy"
-    badges = _badge(h["status"], _GOOD if healthy else _BAD)
+    timings = a.get("timings")
+    coverage = a.get("coverage")
+    badges = _badge(h["status"], _GOOD if h["status"] == "healthy" else _BAD)
     if h.get("drift_detected"):
         badges += _badge("retrain", _BAD)
     summary = _e(
         f"{c['tiles_inferred']} inferred, {c['tiles_skipped']} nodata, {c['tiles_failed']} failed "
         f"of {c['tiles_total']} tiles"
     )
-    if "total_s" in timings:
+    if timings and "total_s" in timings:
         summary += _e(f" in {timings['total_s']:.2f} s")
+    if coverage and coverage["pixels_uncovered"]:
+        summary += _e(f"; {_uncovered(coverage)}")
     sections: list[tuple[str, Sequence[Row]]] = [
         ("Predictions", _prediction_rows(preds)),
         ("Health", _health_rows(h)),
-        ("Scene", _scene_rows(scene)),
+        ("Scene", _scene_rows(scene, coverage)),
         (
             "Model",
             [
@@ -131,7 +144,7 @@ def run_html(a: Mapping[str, Any], *, path: str) -> str:
             ],
         ),
         ("Config", _config_rows(config)),
-        ("Store", _store_rows(a, path, timings)),
+        ("Store", _store_rows(a, path, timings or {})),
     ]
     errors = a.get("errors") or []
     if errors:
@@ -139,7 +152,13 @@ def run_html(a: Mapping[str, Any], *, path: str) -> str:
     return _card(f"satdask run {_e(a['run_id'])}", badges, summary, sections)
 
 
-def _prediction_rows(p: Mapping[str, Any]) -> list[Row]:
+def _uncovered(coverage: Coverage) -> str:
+    """How many pixels no tile covers, and where: `12,345 px (2.1%) in no tile`."""
+    pct = 100 * coverage["fraction_uncovered"]
+    return f"{coverage['pixels_uncovered']:,} px ({pct:.2g}%) in no tile"
+
+
+def _prediction_rows(p: Predictions) -> list[Row]:
     def share(pct: Any) -> str:
         return "" if pct is None else f" ({_num(pct, 3)}%)"
 
@@ -149,41 +168,54 @@ def _prediction_rows(p: Mapping[str, Any]) -> list[Row]:
     ]
 
 
-def _health_rows(h: Mapping[str, Any]) -> list[Row]:
-    return [
-        ("status", _e(h["status"])),
-        (
-            "drift",
-            _e(
-                "detected"
-                if h["drift_detected"]
-                else "not detected"
-                if h["drift_assessed"]
-                else "not assessed"
-            ),
-        ),
-        ("PSI", _num(h.get("psi"), 3)),
-        ("mean shift", _num(h.get("mean_delta"))),
-        ("failure rate", _num(h.get("failure_rate"), 3)),
-        ("p95 tile latency", f"{_num(h.get('p95_tile_latency_ms'), 3)} ms"),
+_VERDICT_COLOURS = {"ok": _GOOD, "retrain": _BAD, "investigate": _BAD}
+
+
+def _health_rows(h: HealthReport) -> list[Row]:
+    """Status, then one row per check as the report judged it, then its words."""
+    rows: list[Row] = [("status", _e(h["status"]))]
+    for check in h.get("checks", ()):
+        verdict = check["verdict"]
+        shown = _num(check["value"], 3)
+        if check["limit"] is not None:
+            shown += _e(f" (limit {_plain_number(check['limit'])})")
+        rows.append(
+            (check["name"], shown + _badge(verdict, _VERDICT_COLOURS.get(verdict, _NEUTRAL)))
+        )
+    rows += [
         ("reasons", _list(h.get("reasons", ()))),
         ("recommendations", _list(h.get("recommendations", ()))),
     ]
+    return rows
 
 
-def _scene_rows(scene: Mapping[str, Any]) -> list[Row]:
-    shape = scene.get("shape") or ["?", "?", "?"]
-    return [
+def _plain_number(value: float) -> str:
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def _scene_rows(scene: SceneRecord, coverage: Coverage | None) -> list[Row]:
+    rows = [
         ("file", _e(scene.get("uri"))),
-        ("size", _e(f"{shape[2]} x {shape[1]} px, {shape[0]} band(s), {scene.get('dtype', '?')}")),
+        ("size", _e(f"{scene_size(scene.get('shape') or [])}, {scene.get('dtype', '?')}")),
         ("CRS", _e(scene.get("crs") or "-")),
         ("nodata", _e(scene.get("nodata"))),
         ("acquired", _e(scene.get("acquisition_time") or "-")),
         ("sha256", _short(scene.get("sha256"))),
     ]
+    if coverage and coverage["pixels_uncovered"]:
+        rows.append(
+            (
+                "not inferred",
+                _e(
+                    f"{_uncovered(coverage)}: the last {coverage['rows_uncovered']} rows and "
+                    f"{coverage['cols_uncovered']} cols hold no whole tile"
+                ),
+            )
+        )
+    return rows
 
 
-def _config_rows(config: Mapping[str, Any]) -> list[Row]:
+def _config_rows(config: RunConfig) -> list[Row]:
     return [
         ("tile size", _e(f"{config.get('tile_size')} px, edge {config.get('edge')}")),
         ("bands", _e(", ".join(str(b) for b in config.get("bands", [])))),
@@ -193,12 +225,13 @@ def _config_rows(config: Mapping[str, Any]) -> list[Row]:
 
 
 def _px(shape: Any) -> str:
-    if isinstance(shape, Sequence) and not isinstance(shape, str):
-        return " x ".join(str(n) for n in shape) + " px"
+    """A (rows, cols) shape in pixels, in the one order satdask prints sizes."""
+    if isinstance(shape, Sequence) and not isinstance(shape, str) and len(shape) == 2:
+        return f"{shape[0]} rows x {shape[1]} cols"
     return f"{shape} px"
 
 
-def _store_rows(a: Mapping[str, Any], path: str, timings: Mapping[str, Any]) -> list[Row]:
+def _store_rows(a: RunRecord, path: str, timings: Mapping[str, Any]) -> list[Row]:
     rows: list[Row] = [
         ("path", _e(path)),
         ("created", _e(a.get("created_at", "-"))),
@@ -212,7 +245,7 @@ def _store_rows(a: Mapping[str, Any], path: str, timings: Mapping[str, Any]) -> 
     return rows
 
 
-def _error_rows(errors: Sequence[Mapping[str, Any]]) -> list[Row]:
+def _error_rows(errors: Sequence[TileError]) -> list[Row]:
     rows = [
         (f"tile {tuple(e.get('tile', ()))}", _e(e.get("message", "")))
         for e in errors[:MAX_ERRORS_SHOWN]
@@ -311,14 +344,15 @@ def report_html(report: Mapping[str, Any]) -> str:
     r = report
     n = len(r["warnings"])
     badge = _badge("valid", _GOOD) + (_badge(f"{n} warning{'s' * (n != 1)}", _BAD) if n else "")
-    summary = _e(f"{r['width']} x {r['height']} px, {r['bands']} band(s), {r['dtype']}, {r['crs']}")
+    size = scene_size([r["bands"], r["height"], r["width"]])
+    summary = _e(f"{size}, {r['dtype']}, {r['crs']}")
     rows: list[Row] = [
         ("file", _e(r["uri"])),
-        ("size", _e(f"{r['width']} x {r['height']} px")),
-        ("bands", _e(f"{r['bands']} x {r['dtype']}")),
+        ("size", _e(size)),
+        ("dtype", _e(r["dtype"])),
         ("CRS", _e(r["crs"] or "-")),
         ("nodata", _e(r["nodata"])),
-        ("block shape", _e(f"{r['block_shape'][0]} x {r['block_shape'][1]} px")),
+        ("block shape", _e(_px(r["block_shape"]))),
         ("acquired", _e(r["acquisition_time"] or "-")),
         ("warnings", _list(r["warnings"]) if n else "none"),
     ]

@@ -18,6 +18,7 @@ from typing import Any, Literal, NotRequired, TypedDict
 import numpy as np
 
 from satdask.core.features import STATUS_NAMES, STATUS_NODATA
+from satdask.core.grid import EdgePolicy
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ class SceneRecord(TypedDict):
 
 class RunConfig(TypedDict):
     tile_size: int
-    edge: str  # "skip" or "pad"
+    edge: EdgePolicy
     bands: list[int]
     chunk_px: list[int]  # the largest block, (rows, cols) in pixels
     blocks: int

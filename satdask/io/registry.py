@@ -60,6 +60,20 @@ class ModelArtifact:
             "lineage": dict(self.lineage),
         }
 
+    def __repr__(self) -> str:
+        """One line: id, parameters, what it was trained on, and where it is."""
+        params = {k: v for k, v in self.model.to_dict().items() if isinstance(v, int | float)}
+        shown = "".join(
+            f", {k}={v:.6g}" if isinstance(v, float) else f", {k}={v}" for k, v in params.items()
+        )
+        tiles, n = self.lineage.get("tile_count"), len(self.lineage.get("scenes") or [])
+        trained = (
+            f"trained on {tiles} tiles of {n} scene{'s' * (n != 1)}"
+            if tiles is not None
+            else "no training lineage"
+        )
+        return f"<ModelArtifact {self.id}: {self.model.kind} model{shown}, {trained}; {self.uri}>"
+
     def _repr_html_(self) -> str:
         return artifact_html(self.to_dict())
 
@@ -69,6 +83,18 @@ class ModelRegistry:
         self.directory = Path(directory)
         if self.directory.exists() and not self.directory.is_dir():
             raise RegistryError(f"{self.directory}: registry path exists and is not a directory")
+
+    def __repr__(self) -> str:
+        """The directory, how many artifacts it holds and which is latest; never raises."""
+        try:
+            count = sum(1 for p in self.directory.glob("*.json") if not p.is_symlink())
+            latest = os.readlink(self.directory / f"{LATEST}.json") if count else ""
+        except OSError:
+            count, latest = 0, ""
+        if not count:
+            return f"<ModelRegistry {self.directory}: no models yet>"
+        named = f", latest {Path(latest).stem}" if latest else ""
+        return f"<ModelRegistry {self.directory}: {count} model{'s' * (count != 1)}{named}>"
 
     def check_writable(self) -> None:
         """Fail before training, not after, when a new artifact could not be saved here."""

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, cast
 
 from satdask.core._html import run_html
-from satdask.core.health import should_retrain
+from satdask.core.health import HealthPolicy, health_checks, should_retrain
+from satdask.core.schema import (
+    HealthReport,
+    Monitoring,
+    RunCounts,
+    RunRecord,
+    TileError,
+    missing_sections,
+)
+from satdask.errors import MonitoringError, RunError
 from satdask.io import store
 
 if TYPE_CHECKING:
@@ -17,30 +28,38 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class RunResult:
-    """A finished run: where it is and what its attributes say."""
+    """A finished run: where it is and what its attributes say.
+
+    `attrs` is the store's attribute as written; `record` is the same, typed, with
+    what a store from an older satdask lacks (the health checks) filled in.
+    """
 
     path: store.Destination
     attrs: Mapping[str, Any]
 
+    @cached_property
+    def record(self) -> RunRecord:
+        return read_record(self.attrs)
+
     @property
     def run_id(self) -> str:
-        return str(self.attrs["run_id"])
+        return str(self.record["run_id"])
 
     @property
-    def counts(self) -> Mapping[str, int]:
-        return self.attrs["counts"]
+    def counts(self) -> RunCounts:
+        return self.record["counts"]
 
     @property
-    def monitoring(self) -> Mapping[str, Any]:
-        return self.attrs["monitoring"]
+    def monitoring(self) -> Monitoring:
+        return self.record["monitoring"]
 
     @property
-    def health(self) -> Mapping[str, Any]:
-        return self.attrs["health"]
+    def health(self) -> HealthReport:
+        return self.record["health"]
 
     @property
-    def errors(self) -> Sequence[Mapping[str, Any]]:
-        return self.attrs["errors"]
+    def errors(self) -> Sequence[TileError]:
+        return self.record["errors"]
 
     def should_retrain(self) -> bool:
         return should_retrain(self.health)
@@ -48,10 +67,53 @@ class RunResult:
     def dataset(self) -> xr.Dataset:
         return store.open_store(self.path)
 
+    def __repr__(self) -> str:
+        """One line: which run, where, what became of its tiles, and its health."""
+        c = self.counts
+        uncovered = ""
+        coverage = self.record.get("coverage")
+        if coverage and coverage["pixels_uncovered"]:
+            uncovered = f", {100 * coverage['fraction_uncovered']:.2g}% of pixels in no tile"
+        return (
+            f"<RunResult {self.run_id[:8]} at {self.path}: {c['tiles_total']} tiles, "
+            f"{c['tiles_inferred']} inferred, {c['tiles_skipped']} nodata, "
+            f"{c['tiles_failed']} failed{uncovered}; {self.health['status']}>"
+        )
+
     def _repr_html_(self) -> str:
-        return run_html(self.attrs, path=str(self.path))
+        return run_html(self.record, path=str(self.path))
+
+
+def read_record(attrs: Mapping[str, Any]) -> RunRecord:
+    """A store's attributes as a `RunRecord`, with the health checks of an older store.
+
+    A store written before health reports had `checks` gets them from its own
+    monitoring figures and recorded policy, by the same rules, so every reader can
+    draw the rows; the status it recorded is kept as it was.
+    """
+    record = cast(RunRecord, dict(attrs))
+    health = record["health"]
+    if "checks" not in health:
+        checks = health_checks(record["monitoring"], policy=_policy(health.get("policy")))
+        record["health"] = {**health, "checks": checks}
+    return record
+
+
+def _policy(recorded: Mapping[str, Any] | None) -> HealthPolicy:
+    """The recorded policy (fields it does not know left out), or the default one."""
+    names = {f.name for f in dataclasses.fields(HealthPolicy)}
+    try:
+        return HealthPolicy(**{k: v for k, v in (recorded or {}).items() if k in names})
+    except MonitoringError:
+        return HealthPolicy()
 
 
 def open_run(path: str | os.PathLike[str]) -> RunResult:
-    """Open a complete run store; refuses a missing or unfinished one."""
-    return RunResult(store.destination(path), store.read_attrs(path))
+    """Open a complete run store; refuses a missing or unfinished one, or one not a run's."""
+    attrs = store.read_attrs(path)
+    missing = missing_sections(attrs)
+    if missing:
+        raise RunError(
+            f"{path}: not a satdask run record (missing {', '.join(missing)})", uri=str(path)
+        )
+    return RunResult(store.destination(path), attrs)

@@ -11,13 +11,15 @@ import matplotlib
 import numpy as np
 import pytest
 import rasterio
+import zarr
 from rasterio.enums import ColorInterp
 from rasterio.windows import Window
 from support import corrupt_block
 
 from satdask import ModelRegistry, ThresholdModel, open_scene, run_batch, scene_grid
 from satdask.core.features import STATUS_FAILED, STATUS_NODATA
-from satdask.plot import health_table, prediction_map, quicklook
+from satdask.errors import PlotError
+from satdask.plot import health_table, prediction_map, quicklook, styled_health_table
 from satdask.render import COLOURS
 
 matplotlib.use("Agg")  # not MPLBACKEND: the notebook tests' kernels must keep their own
@@ -120,8 +122,17 @@ def test_quicklook_uses_the_files_colour_interpretation_and_grey_for_one_band(
     assert grey.attrs["bands"] == [2]
     np.testing.assert_array_equal(grey.values[..., 0], grey.values[..., 1])
     np.testing.assert_array_equal(grey.values[..., 0], grey.values[..., 2])
-    with pytest.raises(ValueError, match="rgb must name"):
+    with pytest.raises(PlotError, match=r"rgb must name 1 or 3 of the scene's bands \[1, 2, 3\]"):
         quicklook(open_scene(path), rgb=(1, 4, 2))
+
+
+def test_plot_errors_belong_to_the_tree_and_name_the_argument(geotiff) -> None:
+    scene = open_scene(geotiff(np.ones((3, 64, 64), dtype=np.uint16), nodata=0))
+    with pytest.raises(PlotError, match="max_size must be >= 1, got 0"):
+        quicklook(scene, max_size=0)
+    with pytest.raises(PlotError, match=r"one \(low, high\) per channel \(3\), got 1"):
+        quicklook(scene, limits=[(0.0, 1.0)])
+    assert issubclass(PlotError, ValueError)
 
 
 @pytest.fixture
@@ -161,16 +172,53 @@ def test_prediction_map_without_the_scene_file_draws_the_classes_alone(
     assert len(fig.axes[0].images) == 1
 
 
-def test_health_table_of_a_healthy_run(sample_tif: Path, sample_registry: Path, tmp_path) -> None:
+def test_prediction_map_shows_the_whole_scene_and_hatches_the_strips_in_no_tile(
+    geotiff, tmp_path: Path
+) -> None:
+    """Edge skip leaves the last 600 % 256 rows and 700 % 256 cols uninferred: in view, hatched."""
+    data = np.full((3, 600, 700), 500, dtype=np.uint16)
+    path = geotiff(data, nodata=0)
+    run = run_batch(path, ThresholdModel(threshold=100.0), tmp_path / "r.zarr", scheduler="threads")
+    ax = prediction_map(run).axes[0]
+    with rasterio.open(path) as src:
+        left, bottom, right, top = src.bounds
+        pixel_area = abs(src.transform.a * src.transform.e)
+    assert ax.get_xlim() == pytest.approx((left, right))
+    assert ax.get_ylim() == pytest.approx((bottom, top))
+    strips = [p for p in ax.patches if p.get_gid() == "uncovered"]
+    assert [p.get_hatch() for p in strips] == ["//", "//"]
+    uncovered = 600 * 700 - 512 * 512
+    area = sum(p.get_width() * p.get_height() for p in strips)
+    assert area == pytest.approx(uncovered * pixel_area)  # the strips, without overlap
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[-1] == f"in no tile ({uncovered:,} px, {100 * uncovered / 420000:.2g}%)"
+
+
+def test_prediction_map_of_a_scene_the_tiles_cover_has_no_strip(mixed_run) -> None:
+    ax = prediction_map(mixed_run).axes[0]
+    assert not [p for p in ax.patches if p.get_gid() == "uncovered"]
+    assert not any("no tile" in t.get_text() for t in ax.get_legend().get_texts())
+
+
+def test_health_table_is_a_dataframe_of_the_reports_checks(
+    sample_tif: Path, sample_registry: Path, tmp_path
+) -> None:
+    import pandas as pd
+
     artifact = ModelRegistry(sample_registry).load()
     run = run_batch(sample_tif, artifact, tmp_path / "run.zarr", scheduler="threads")
-    table = health_table(run).data
-    assert list(table.columns) == ["value", "limit", "check"]
-    assert table.loc[("tiles", "total"), "value"] == run.counts["tiles_total"] == 16
-    assert table.loc[("health", "status"), "value"] == "healthy"
-    assert table.loc[("health", "retrain (drift detected)"), "value"] == "no"
-    assert set(table["check"]) <= {"", "ok"}
-    assert table.loc[("drift", "PSI"), "limit"] == "<= 0.2"
+    table = health_table(run)
+    assert type(table) is pd.DataFrame
+    assert list(table.columns) == ["value", "limit", "verdict", "reason"]
+    checks = run.health["checks"]
+    assert list(table.index) == [c["name"] for c in checks]  # one row per check
+    assert table.index.name == "check"
+    for check in checks:
+        row = table.loc[check["name"]]
+        assert row["verdict"] == check["verdict"] == "ok"
+        assert row["value"] == check["value"] and row["limit"] == check["limit"]
+    assert table.loc["PSI", "limit"] == 0.2
+    assert table.attrs["status"] == "healthy" and table.attrs["run_id"] == run.run_id
 
 
 def test_health_table_flags_drift_exactly_where_the_report_does(
@@ -178,25 +226,46 @@ def test_health_table_flags_drift_exactly_where_the_report_does(
 ) -> None:
     dim = ThresholdModel.fit(np.linspace(100.0, 300.0, 50))  # trained on far darker tiles
     run = run_batch(sample_tif, dim, tmp_path / "run.zarr", scheduler="threads")
-    table = health_table(run).data
+    table = health_table(run.path)  # a path works as well as a RunResult
     assert run.health["drift_detected"]
-    assert table.loc[("drift", "PSI"), "check"] == "drift"
-    assert table.loc[("drift", "mean shift"), "check"] == "drift"
-    assert table.loc[("health", "retrain (drift detected)"), "value"] == "yes"
-    shown = [v for (section, _), v in table["value"].items() if section == "health"]
-    for text in run.health["recommendations"]:
-        assert text in shown
+    assert table.loc["PSI", "verdict"] == "retrain"
+    assert table.loc["mean shift", "verdict"] == "retrain"
+    assert table.loc["failure rate", "verdict"] == "ok"
+    failing = table[table["verdict"] != "ok"]
+    assert len(failing) == len(run.health["recommendations"])
+    for reason, text in zip(failing["reason"], run.health["recommendations"], strict=True):
+        assert reason and reason in text
 
 
-def test_health_table_renders_long_texts_in_full_and_highlights_drift(
+def test_styled_health_table_renders_reasons_in_full_and_highlights_drift(
     sample_tif: Path, tmp_path: Path
 ) -> None:
     dim = ThresholdModel.fit(np.linspace(100.0, 300.0, 50))
     run = run_batch(sample_tif, dim, tmp_path / "run.zarr", scheduler="threads")
-    html = health_table(run).to_html()
-    for text in run.health["recommendations"]:
-        assert len(text) > 50 and text in html  # in full: no "..." truncation
-    assert "background-color: #bc4c00" in html and run.run_id in html
+    styled = styled_health_table(run)
+    assert styled.data.equals(health_table(run))
+    html = styled.to_html()
+    reasons = [c["reason"] for c in run.health["checks"] if c["reason"]]
+    assert max(map(len, reasons)) > 60  # pandas would cut a plain DataFrame's text at 50
+    for reason in reasons:
+        assert reason in html  # in full
+    assert "background-color: #bc4c00" in html
+    assert f"run {run.run_id}: health degraded" in html
+
+
+def test_health_table_of_a_store_without_checks_judges_its_recorded_figures(
+    sample_tif: Path, tmp_path: Path
+) -> None:
+    """A store from before health checks were recorded still gets its rows, by the same rules."""
+    dim = ThresholdModel.fit(np.linspace(100.0, 300.0, 50))
+    run = run_batch(sample_tif, dim, tmp_path / "run.zarr", scheduler="threads")
+    group = zarr.open_group(run.path, mode="r+")
+    attrs = dict(group.attrs["satdask"])
+    attrs["health"] = {k: v for k, v in attrs["health"].items() if k != "checks"}
+    group.attrs["satdask"] = attrs
+    table = health_table(run.path)
+    assert list(table["verdict"]) == [c["verdict"] for c in run.health["checks"]]
+    assert table.loc["PSI", "verdict"] == "retrain"
 
 
 def test_plot_imports_and_makes_quicklooks_and_tables_without_matplotlib(
@@ -212,7 +281,8 @@ def test_plot_imports_and_makes_quicklooks_and_tables_without_matplotlib(
         "assert p.quicklook(scene, max_size=64).shape == (64, 64, 4)\n"
         f"run = satdask.run_batch(scene, satdask.ThresholdModel(threshold=1.0), "
         f"{str(tmp_path / 'run.zarr')!r}, scheduler='threads')\n"
-        "p.health_table(run).to_html()\n"
+        "assert len(p.health_table(run)) == 5\n"
+        "p.styled_health_table(run).to_html()\n"
         "try:\n    p.prediction_map(run)\nexcept ImportError:\n    print('needs matplotlib')\n"
     )
     done = subprocess.run(

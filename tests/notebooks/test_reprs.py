@@ -60,13 +60,93 @@ def run(sample_tif: Path, sample_registry: Path, tmp_path_factory) -> RunResult:
 
 
 def test_run_html_shows_counts_health_scene_and_model(run: RunResult) -> None:
-    text = well_formed_text(run_html(run.attrs, path=str(run.path)))
+    text = well_formed_text(run_html(run.record, path=str(run.path)))
     assert f"satdask run {run.run_id}" in text
     assert "16 inferred, 0 nodata, 0 failed of 16 tiles" in text
     assert "healthy" in text and "sample.tif" in text
     assert run.attrs["model"]["id"] in text
     assert "EPSG:32633" in text
+    assert "4 bands x 1024 rows x 1024 cols, uint16" in text
     assert "Errors" not in text  # no error section without errors
+    assert "in no tile" not in text  # the tiles cover the scene
+
+
+def test_run_html_draws_one_row_per_health_check_with_its_verdict(run: RunResult) -> None:
+    record = run.record
+    checks = [
+        {"name": "PSI", "value": 0.61, "limit": 0.2, "verdict": "retrain", "reason": "x"},
+        {"name": "p95 tile latency ms", "value": None, "limit": 50.0, "verdict": "not assessed"}
+        | {"reason": "no timed blocks with tiles"},
+    ]
+    health = {**record["health"], "status": "degraded", "checks": checks}
+    text = well_formed_text(run_html({**record, "health": health}, path="run.zarr"))
+    assert "PSI 0.61 (limit 0.2) retrain" in text
+    assert "p95 tile latency ms - (limit 50) not assessed" in text
+    assert "mean shift" not in text  # the rows are the report's, not re-derived here
+
+
+def test_run_html_says_how_many_pixels_no_tile_covers(run: RunResult) -> None:
+    coverage = {
+        "pixels_total": 567_198,
+        "pixels_uncovered": 51_066,
+        "rows_uncovered": 206,
+        "cols_uncovered": 23,
+        "fraction_uncovered": 51_066 / 567_198,
+    }
+    text = well_formed_text(run_html({**run.record, "coverage": coverage}, path="run.zarr"))
+    assert "of 16 tiles in" in text and " s; 51,066 px (9%) in no tile" in text
+    assert "the last 206 rows and 23 cols hold no whole tile" in text
+    nothing_left = {**coverage, "pixels_uncovered": 0, "rows_uncovered": 0, "cols_uncovered": 0}
+    plain = well_formed_text(run_html({**run.record, "coverage": nothing_left}, path="run.zarr"))
+    assert "in no tile" not in plain
+
+
+def test_run_repr_is_one_short_line(run: RunResult) -> None:
+    text = repr(run)
+    assert text == (
+        f"<RunResult {run.run_id[:8]} at {run.path}: 16 tiles, 16 inferred, 0 nodata, "
+        "0 failed; healthy>"
+    )
+    assert len(text) < 120 + len(str(run.path))
+
+
+def test_run_repr_names_the_pixels_in_no_tile(run: RunResult) -> None:
+    coverage = {
+        "pixels_total": 400,
+        "pixels_uncovered": 9,
+        "rows_uncovered": 1,
+        "cols_uncovered": 0,
+        "fraction_uncovered": 9 / 400,
+    }
+    shifted = RunResult(run.path, {**run.attrs, "coverage": coverage})
+    assert repr(shifted).endswith("0 failed, 2.2% of pixels in no tile; healthy>")
+
+
+def test_artifact_repr_is_short_and_names_its_lineage_once(
+    sample_registry: Path, tmp_path: Path
+) -> None:
+    artifact = ModelRegistry(sample_registry).load()
+    text = repr(artifact)
+    assert "\n" not in text and len(text) < 200 + len(artifact.uri)
+    tiles = artifact.lineage["tile_count"]
+    assert text == (
+        f"<ModelArtifact {artifact.id}: threshold model, "
+        f"threshold={artifact.model.threshold:.6g}, trained on {tiles} tiles of 1 scene; "
+        f"{artifact.uri}>"
+    )
+    ad_hoc = ModelRegistry(tmp_path).save(ThresholdModel(threshold=3.5))
+    assert repr(ad_hoc).endswith(f"threshold=3.5, no training lineage; {ad_hoc.uri}>")
+
+
+def test_registry_repr_counts_its_models_and_names_the_latest(tmp_path: Path) -> None:
+    missing = ModelRegistry(tmp_path / "none")
+    assert repr(missing) == f"<ModelRegistry {tmp_path / 'none'}: no models yet>"
+    registry = ModelRegistry(tmp_path / "models")
+    registry.save(ThresholdModel(threshold=1.0))
+    second = registry.save(ThresholdModel(threshold=2.0))
+    assert repr(registry) == (
+        f"<ModelRegistry {tmp_path / 'models'}: 2 models, latest {second.id}>"
+    )
 
 
 def test_run_html_escapes_every_value_and_lists_errors(run: RunResult) -> None:
@@ -101,11 +181,12 @@ def test_artifact_html_escapes_lineage(sample_registry: Path) -> None:
 def test_report_html_shows_warnings_in_plain_sight(sample_tif: Path, geotiff) -> None:
     clean = well_formed_text(report_html(validate(sample_tif).to_dict()))
     assert "validation of sample.tif" in clean and "warnings none" in clean
-    bare = geotiff(np.ones((1, 64, 64), dtype=np.uint8), name=f"{HOSTILE_NAME}.tif")
+    bare = geotiff(np.ones((1, 256, 512), dtype=np.uint8), name=f"{HOSTILE_NAME}.tif")
     text = well_formed_text(report_html(validate(bare).to_dict()))
     assert "2 warnings" in text
     assert "no nodata value" in text and "no acquisition time" in text
     assert f"validation of {HOSTILE_NAME}.tif" in text
+    assert "1 band x 256 rows x 512 cols, uint8" in text  # one order for sizes
 
 
 def test_classes_render_through_reprs_in_jupyter(
@@ -114,7 +195,7 @@ def test_classes_render_through_reprs_in_jupyter(
     """Each `_repr_html_` calls down into the renderer with its plain data."""
     artifact = ModelRegistry(sample_registry).load()
     report = validate(sample_tif)
-    assert run._repr_html_() == run_html(run.attrs, path=str(run.path))
+    assert run._repr_html_() == run_html(run.record, path=str(run.path))
     assert artifact._repr_html_() == artifact_html(artifact.to_dict())
     assert report._repr_html_() == report_html(report.to_dict())
 
