@@ -50,7 +50,7 @@ from service.errors import (
 from service.gdal import configure_service_gdal, restore_gdal_env
 from service.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from service.paths import MAX_PATH_CHARS, list_rasters
-from service.public import describe_exception, public_lineage, scrub
+from service.public import client_error, describe_exception, public_lineage
 from service.remote import RemoteRoot, recheck, remote_error
 from service.scenes import OpenScene, SceneStore
 from service.schemas import (
@@ -176,8 +176,8 @@ class Runtime:
                     if store[0] == "missing":
                         self.scenes.forget(opened.path)
                     raise remote_error(opened.path, uri, *store) from None
-            detail = f"{opened.path}: tile ({row}, {col}) cannot be read ({reason})"
-            raise TileReadError(scrub(detail, root)) from None
+            error = TileReadError(f"{uri}: tile ({row}, {col}) cannot be read ({reason})", uri=uri)
+            raise client_error(error, opened.path) from None
         finally:
             if retried := read_retries() - retries:
                 self.metrics.remote_read_retries.inc(retried)

@@ -2,9 +2,9 @@
 
 `open_scene` builds coordinates and probes the file, so it must not run per request.
 An entry remembers the file's (size, mtime) and is reopened when they change; a
-file that cannot be opened is remembered too (with its error), so a bad file is
-not reprobed on every request. Entries hold no GDAL handle: `read_tile` keeps one
-handle per thread, as GDAL requires.
+file that cannot be opened is remembered too (with its error, which names the file by
+the client's path), so a bad file is not reprobed on every request. Entries hold no
+GDAL handle: `read_tile` keeps one handle per thread, as GDAL requires.
 
 Under a remote root (`service.remote`) there is nothing to stat without a request, so
 remote files are taken as immutable, as COGs in object storage are: an opened scene is
@@ -31,6 +31,7 @@ from satdask.views.scene import open_scene, scene_nodata, scene_source
 from satdask.views.tiles import scene_grid
 from service.errors import NotFoundError
 from service.paths import is_tiff, resolve_under
+from service.public import client_error
 from service.remote import RemoteRoot, look, remote_error, store_failure
 
 REMOTE_STAMP = (0, 0)  # what RasterSource uses for a URL, too
@@ -158,7 +159,7 @@ class SceneStore:
             failure = store_failure(str(exc), url) if type(exc) is SceneError else None
             if failure is not None:
                 return failure, None, remote_error(rel, url, failure, str(exc))
-            return "unreadable", None, exc
+            return "unreadable", None, client_error(exc, rel)
 
     def _open(self, rel: str, real: Path, stamp: tuple[int, int]) -> _Entry:
         self.opened += 1
@@ -178,7 +179,7 @@ class SceneStore:
         except NotFoundError:
             raise
         except SatdaskError as exc:
-            return "unreadable", _Entry(stamp, None, exc)
+            return "unreadable", _Entry(stamp, None, client_error(exc, rel))
         return "ok", _Entry(stamp, opened, None)
 
     def _scene(self, rel: str, target: Path | str, stamp: tuple[int, int]) -> OpenScene:

@@ -65,7 +65,7 @@ def probe(source: str | os.PathLike[str]) -> SceneInfo:
                 acquisition_time=_acquisition_time(src),
             )
     except RasterioError as exc:
-        raise SceneError(f"{uri}: not a readable raster ({gdal_message(exc)})") from None
+        raise SceneError(f"{uri}: not a readable raster ({gdal_message(exc)})", uri=uri) from None
 
 
 def _open(uri: str) -> rasterio.io.DatasetReader:
@@ -203,7 +203,8 @@ def check_complete(info: SceneInfo) -> None:
     if end > size:
         raise ValidationError(
             f"{info.uri}: file is truncated: its pixel data ends at byte {end} but the file "
-            f"has {size} bytes (an interrupted copy or download?)"
+            f"has {size} bytes (an interrupted copy or download?)",
+            uri=info.uri,
         )
 
 

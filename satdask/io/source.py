@@ -115,13 +115,14 @@ def select_bands(info: SceneInfo, bands: Sequence[int] | None) -> tuple[int, ...
         return tuple(range(1, info.count + 1))
     chosen = tuple(bands)
     if not chosen:
-        raise SceneError(f"{info.uri}: bands must name at least one band")
+        raise SceneError(f"{info.uri}: bands must name at least one band", uri=info.uri)
     bad = [b for b in chosen if isinstance(b, bool) or not isinstance(b, int | np.integer)]
     bad += [b for b in chosen if b not in bad and not 1 <= b <= info.count]
     if bad:
         raise SceneError(
             f"{info.uri}: band(s) {', '.join(map(str, bad))} do not exist; "
-            f"the scene has bands 1..{info.count}"
+            f"the scene has bands 1..{info.count}",
+            uri=info.uri,
         )
     return chosen
 
@@ -201,7 +202,7 @@ def check_scene(info: SceneInfo) -> list[str]:
     """Raise on fatal problems; return the warnings."""
 
     def fail(problem: str) -> ValidationError:
-        return ValidationError(f"{info.uri}: {problem}")
+        return ValidationError(f"{info.uri}: {problem}", uri=info.uri)
 
     if info.width <= 0 or info.height <= 0:
         raise fail(f"raster size {info.width} x {info.height} is empty")

@@ -93,14 +93,16 @@ def load_item(source: str | os.PathLike[str] | pystac.Item) -> tuple[pystac.Item
     try:
         data = json.loads(raw)
     except ValueError as exc:
-        raise SceneError(f"{uri}: not a STAC item (invalid JSON: {exc})") from None
+        raise SceneError(f"{uri}: not a STAC item (invalid JSON: {exc})", uri=uri) from None
     kind = data.get("type") if isinstance(data, dict) else type(data).__name__
     if kind != "Feature":
-        raise SceneError(f"{uri}: not a STAC item (type is {kind!r}, expected 'Feature')")
+        raise SceneError(f"{uri}: not a STAC item (type is {kind!r}, expected 'Feature')", uri=uri)
     try:
         item = pystac.Item.from_dict(data, href=uri, preserve_dict=False)
     except (pystac.STACError, pystac.STACTypeError, KeyError, TypeError, ValueError) as exc:
-        raise SceneError(f"{uri}: not a valid STAC item ({type(exc).__name__}: {exc})") from None
+        raise SceneError(
+            f"{uri}: not a valid STAC item ({type(exc).__name__}: {exc})", uri=uri
+        ) from None
     return item, uri
 
 
@@ -108,7 +110,9 @@ def _read_bytes(uri: str) -> bytes:
     if not is_remote(uri):
         return Path(uri).read_bytes()
     if not is_http(uri):
-        raise SceneError(f"{uri}: STAC items are read from local paths or http(s) URLs only")
+        raise SceneError(
+            f"{uri}: STAC items are read from local paths or http(s) URLs only", uri=uri
+        )
     try:
         with urlopen(uri, timeout=_FETCH_TIMEOUT_S) as response:
             return response.read()
@@ -116,9 +120,9 @@ def _read_bytes(uri: str) -> bytes:
         reason = getattr(exc, "reason", exc)
         code = getattr(exc, "code", None)
         detail = f"HTTP {code} {reason}" if code else str(reason)
-        raise SceneError(f"{uri}: cannot fetch the STAC item ({detail})") from None
+        raise SceneError(f"{uri}: cannot fetch the STAC item ({detail})", uri=uri) from None
     except (OSError, ValueError) as exc:
-        raise SceneError(f"{uri}: cannot fetch the STAC item ({exc})") from None
+        raise SceneError(f"{uri}: cannot fetch the STAC item ({exc})", uri=uri) from None
 
 
 # ---------------------------------------------------------------------------
@@ -179,7 +183,7 @@ def select_layers(
     if not rasters:
         listed = ", ".join(f"{k} ({a.media_type or 'no type'})" for k, a in item.assets.items())
         raise SceneError(
-            f"{uri}: item {item.id} has no GeoTIFF/COG asset (assets: {listed or 'none'})"
+            f"{uri}: item {item.id} has no GeoTIFF/COG asset (assets: {listed or 'none'})", uri=uri
         )
     keys = _stack_keys(item, uri, rasters, assets)
     if bands is None:
@@ -193,7 +197,8 @@ def select_layers(
         if not href:
             raise SceneError(
                 f"{uri}: asset {key} has the relative href {rasters[key].href!r} and the item "
-                "has no self href to resolve it against"
+                "has no self href to resolve it against",
+                uri=uri,
             )
         layers.append((n, Layer(key, href)))
     return layers
@@ -206,16 +211,21 @@ def _stack_keys(
         data = [k for k, a in rasters.items() if a.has_role("data")]
         return data or list(rasters)
     if isinstance(assets, str) or not assets:
-        raise SceneError(f"{uri}: assets must be a non-empty list of asset keys, got {assets!r}")
+        raise SceneError(
+            f"{uri}: assets must be a non-empty list of asset keys, got {assets!r}", uri=uri
+        )
     for key in assets:
         if key not in item.assets:
             raise SceneError(
                 f"{uri}: item {item.id} has no asset {key!r}; its GeoTIFF/COG assets are "
-                f"{', '.join(rasters)}"
+                f"{', '.join(rasters)}",
+                uri=uri,
             )
         if key not in rasters:
             media = item.assets[key].media_type or "no media type"
-            raise SceneError(f"{uri}: asset {key!r} of item {item.id} is not a GeoTIFF ({media})")
+            raise SceneError(
+                f"{uri}: asset {key!r} of item {item.id} is not a GeoTIFF ({media})", uri=uri
+            )
     return list(assets)
 
 
@@ -227,7 +237,7 @@ def _band_numbers(
     bands: Sequence[int | str],
 ) -> list[int]:
     if isinstance(bands, str) or not bands:
-        raise SceneError(f"{uri}: bands must name at least one band, got {bands!r}")
+        raise SceneError(f"{uri}: bands must name at least one band, got {bands!r}", uri=uri)
     names = {key: band_names(rasters[key]) for key in keys}
     described = ", ".join(
         f"{i}={k}" + (f" ({'/'.join(names[k])})" if names[k] else "")
@@ -243,18 +253,20 @@ def _band_numbers(
                 problem = "no asset has" if not found else "several assets have"
                 raise SceneError(
                     f"{uri}: {problem} the band name {band!r} in item {item.id}; "
-                    f"its bands are {described}"
+                    f"its bands are {described}",
+                    uri=uri,
                 )
             numbers += found
         elif isinstance(band, int | np.integer) and not isinstance(band, bool):
             if not 1 <= band <= len(keys):
                 raise SceneError(
                     f"{uri}: band {band} does not exist; item {item.id} stacks bands "
-                    f"1..{len(keys)}: {described}"
+                    f"1..{len(keys)}: {described}",
+                    uri=uri,
                 )
             numbers.append(int(band))
         else:
-            raise SceneError(f"{uri}: band {band!r} is neither a band number nor a name")
+            raise SceneError(f"{uri}: band {band!r} is neither a band number nor a name", uri=uri)
     return numbers
 
 
@@ -305,11 +317,12 @@ def probe_layers(uri: str, layers: Sequence[Layer], *, when: str | None) -> Stac
             info = probe(layer.href)
             check_scene(info)
         except SatdaskError as exc:
-            raise type(exc)(f"{uri}: asset {layer.key}: {exc}") from None
+            raise type(exc)(f"{uri}: asset {layer.key}: {exc}", uri=uri) from None
         if info.count != 1:
             raise SceneError(
                 f"{uri}: asset {layer.key} has {info.count} bands; only single-band assets "
-                "stack (open its file directly to pick bands from it)"
+                "stack (open its file directly to pick bands from it)",
+                uri=uri,
             )
         infos[layer.key] = info
     for what, value in _SAME:
@@ -320,7 +333,8 @@ def probe_layers(uri: str, layers: Sequence[Layer], *, when: str | None) -> Stac
             detail = "; ".join(f"{', '.join(keys)}: {v}" for v, keys in groups.items())
             raise SceneError(
                 f"{uri}: assets have different {what} ({detail}); resampling is not supported, "
-                "choose assets on one grid with assets=[...] or bands=[...]"
+                "choose assets on one grid with assets=[...] or bands=[...]",
+                uri=uri,
             )
     first = infos[layers[0].key]
     info = SceneInfo(
@@ -477,7 +491,7 @@ def expand_collections(sources: Sequence[Any]) -> list[Any]:
         try:
             collection = pystac.ItemCollection.from_dict(data, preserve_dict=False)
         except (pystac.STACError, KeyError, TypeError, ValueError) as exc:
-            raise SceneError(f"{uri}: not a valid STAC item collection ({exc})") from None
+            raise SceneError(f"{uri}: not a valid STAC item collection ({exc})", uri=uri) from None
         for item in collection:  # relative asset hrefs are relative to the collection's file
             for asset in item.assets.values():
                 if not (is_remote(asset.href) or os.path.isabs(asset.href)):

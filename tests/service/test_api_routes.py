@@ -16,7 +16,7 @@ from svc_support import API_KEY, DataRoot
 from satdask import ModelRegistry
 from service import Settings, create_app
 from service.errors import status_for
-from service.public import scrub
+from service.public import public_message, scrub
 from service.settings import ConfigError
 
 Client = TestClient[Litestar]
@@ -288,6 +288,39 @@ def test_unreadable_rasters_are_422(
         assert_no_server_path(r.text, data)
 
 
+def test_errors_name_the_scene_by_the_clients_own_path(
+    make_client: Callable[..., Client], data: DataRoot, tmp_path: Path
+) -> None:
+    """An error carries the file it names (`SatdaskError.uri`) and the service puts the
+    client's path in its place: a scene reached through a symlink keeps the client's name,
+    not the one it resolves to, and no server path is left."""
+    import shutil
+
+    root = tmp_path / "root"
+    (root / "real").mkdir(parents=True)
+    shutil.copy(data.root / "nocrs.tif", root / "real" / "nocrs.tif")
+    shutil.copy(data.root / "truncated.tif", root / "real" / "truncated.tif")
+    (root / "alias.tif").symlink_to(Path("real", "nocrs.tif"))
+    (root / "cut.tif").symlink_to(Path("real", "truncated.tif"))
+    client = make_client(data_root=root)
+    for name in ("alias.tif", "real/nocrs.tif", "alias.tif"):  # the second alias: cached
+        for r in (
+            client.post("/infer", json=tile(name)),
+            client.post("/infer", json={"tile_path": name}),
+            client.get("/scenes/info", params={"path": name}),
+        ):
+            assert r.status_code == 422, r.text
+            assert r.json()["detail"].startswith(f"{name}: no CRS"), r.text
+            assert str(tmp_path) not in r.text and "<path>" not in r.text
+    failed = [client.post("/infer", json=tile("cut.tif", 1, col)) for col in range(2)]
+    failed = [r for r in failed if r.status_code != 200]
+    assert failed
+    for r in failed:
+        detail = r.json()["detail"]
+        assert detail.startswith("cut.tif: tile (1, "), detail  # GDAL's text keeps its base name
+        assert "real/" not in detail and str(tmp_path) not in detail
+
+
 def test_undecodable_tile_is_422_and_named(client: Client, data: DataRoot) -> None:
     answers = {
         (row, col): client.post("/infer", json=tile("truncated.tif", row, col))
@@ -361,7 +394,13 @@ def test_error_table_and_message_scrubbing(tmp_path: Path) -> None:
     assert status_for(ValueError("x")) == 500
     root = tmp_path / "root"
     message = f"{root}/a/b.tif: bad (Read failed: {root}/a/b.tif, also /etc/shadow and '/x/y')"
-    assert scrub(message, root) == ("a/b.tif: bad (Read failed: a/b.tif, also <path> and '<path>')")
+    assert scrub(message, root) == "a/b.tif: bad (Read failed: a/b.tif, also <path> and '<path>')"
+    # an error that names its file (uri) is given that file's public name, then scrubbed
+    named = SceneError(f"{root}/a/b.tif: bad (see {root}/a/b.tif, /etc/x)", uri=f"{root}/a/b.tif")
+    assert public_message(named, root) == "a/b.tif: bad (see a/b.tif, <path>)"
+    elsewhere = SceneError("/srv/x/c.tif: bad", uri="/srv/x/c.tif")
+    assert public_message(elsewhere, root) == "c.tif: bad"
+    assert public_message(SceneError("alias.tif: bad", uri="alias.tif"), root) == "alias.tif: bad"
 
 
 def test_no_response_contains_a_server_path(client: Client, data: DataRoot) -> None:

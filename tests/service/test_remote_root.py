@@ -253,6 +253,22 @@ def test_a_missing_remote_scene_answers_as_a_missing_local_one(
     assert not any("secret" in t for t in requested)  # '..' refused before any request
 
 
+def test_an_error_names_the_scene_as_the_client_wrote_it(
+    remote: Remote, make_local: Callable[..., TestClient[Litestar]]
+) -> None:
+    """The URL of `no crs.tif` holds `no%20crs.tif`: the error names the client's path."""
+    name = "sub/no crs.tif"
+    path = remote.data.root / name
+    write_tif(path, np.ones((1, 256, 256), dtype=np.uint8), crs=None)
+    try:
+        r = make_local(remote.root_url).get("/scenes/info", params={"path": name})
+    finally:
+        path.unlink()
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"].startswith(f"{name}: no CRS"), r.text
+    assert "127.0.0.1" not in r.text and "%20" not in r.text
+
+
 def test_a_scene_uploaded_after_a_miss_is_found(remote: Remote, served: LiveServer) -> None:
     """GDAL remembers a missing URL for the life of the process; the service's look at a
     remote file bypasses that cache."""
