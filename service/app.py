@@ -22,14 +22,16 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Annotated, Any
 
+import msgspec
 import numpy as np
 from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import SerializationException
 from litestar.openapi import OpenAPIConfig, ResponseSpec
-from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.params import Body, Parameter
+from litestar.response import Redirect
 from rasterio.errors import RasterioError
 
 import satdask
@@ -40,6 +42,7 @@ from satdask.io._gdal import gdal_message
 from satdask.io.geotiff import read_retries
 from satdask.io.registry import ModelArtifact, ModelRegistry, parse_model_ref
 from service.auth import PUBLIC, api_key_guard
+from service.docs import CSP, render_docs
 from service.errors import (
     ListingUnsupportedError,
     ModelNotReadyError,
@@ -56,6 +59,7 @@ from service.scenes import OpenScene, SceneStore
 from service.schemas import (
     ErrorBody,
     Health,
+    Index,
     InferRequest,
     InferRequestSchemaPlugin,
     ModelInfo,
@@ -75,6 +79,9 @@ from service.settings import Settings
 log = logging.getLogger("satdask.service")
 
 MAX_LISTED_SCENES = 10_000
+SCHEMA_PATH = "/schema"
+OPENAPI_PATH = f"{SCHEMA_PATH}/openapi.json"
+DOCS_PATH = "/docs"
 
 _ERROR_TEXT = {
     400: "Malformed JSON, a missing or invalid field, or a bad query parameter.",
@@ -369,6 +376,32 @@ def create_app(settings: Settings | None = None) -> Litestar:
     ) -> SceneInfo:
         return await rt.in_thread(rt.scene_info, path)
 
+    @get(
+        "/",
+        summary="Where the API docs are (needs no API key)",
+        opt={PUBLIC: True},
+        security=[{}],
+    )
+    async def index() -> Index:
+        return Index(docs=DOCS_PATH, openapi=OPENAPI_PATH, health="/health")
+
+    page: list[str] = []  # rendered once, at the first request (the schema is built lazily)
+
+    @get(DOCS_PATH, include_in_schema=False, media_type=MediaType.HTML)
+    async def docs(request: Request[Any, Any, Any]) -> Response[str]:
+        """The API docs as plain HTML from the OpenAPI document: no script, no CDN."""
+        if not page:
+            served = msgspec.json.encode(request.app.openapi_schema.to_schema())
+            page.append(render_docs(msgspec.json.decode(served), openapi_url=OPENAPI_PATH))
+        return Response(
+            page[0], media_type=MediaType.HTML, headers={"Content-Security-Policy": CSP}
+        )
+
+    @get(f"{SCHEMA_PATH}/swagger", include_in_schema=False)
+    async def swagger() -> Redirect:
+        """Where Litestar's Swagger UI was (blank offline): the docs page now."""
+        return Redirect(DOCS_PATH, status_code=308)
+
     @get("/health", summary="Liveness (needs no API key)", opt={PUBLIC: True}, security=[{}])
     async def health() -> Health:
         return Health(status="ok")
@@ -410,7 +443,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
         security = [{"bearer": []}, {"apiKey": []}]
 
     app = Litestar(
-        route_handlers=[infer, scenes, scene_info, health, ready, model, prometheus],
+        route_handlers=[
+            index,
+            docs,
+            swagger,
+            infer,
+            scenes,
+            scene_info,
+            health,
+            ready,
+            model,
+            prometheus,
+        ],
         lifespan=[lifespan],
         middleware=[MetricsMiddleware(metrics)],
         exception_handlers={Exception: handle_error},
@@ -423,8 +467,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             title="satdask",
             version=satdask.__version__,
             description="Single-tile predictions over satellite scenes.",
-            path="/schema",
-            render_plugins=[JsonRenderPlugin(), SwaggerRenderPlugin()],
+            path=SCHEMA_PATH,
+            # JSON only: Swagger UI loads its scripts from a CDN, blank offline (see docs.py)
+            render_plugins=[JsonRenderPlugin()],
             components=components,
             security=security or None,
         ),

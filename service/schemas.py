@@ -124,6 +124,14 @@ class ErrorBody(msgspec.Struct, omit_defaults=True):
     extra: list[dict[str, Any]] | dict[str, Any] | None = None
 
 
+class Index(msgspec.Struct):
+    """`GET /`: where a newcomer reads on."""
+
+    docs: Annotated[str, msgspec.Meta(description="the API docs, one HTML page")]
+    openapi: Annotated[str, msgspec.Meta(description="the OpenAPI document (JSON)")]
+    health: str
+
+
 class Health(msgspec.Struct):
     status: Literal["ok"]
 

@@ -181,11 +181,25 @@ def test_metrics_are_prometheus_text(client: Client) -> None:
     assert "_created" not in text
 
 
+def test_the_docs_page_escapes_what_the_schema_says() -> None:
+    from service.docs import render_docs
+
+    hostile = "<script>alert(1)</script><img src=//elsewhere.example/x>"
+    schema = {
+        "info": {"title": hostile, "version": "1", "description": hostile},
+        "paths": {"/a": {"get": {"summary": hostile, "responses": {"200": {}}}}},
+        "components": {"schemas": {"B": {"properties": {"x": {"description": hostile}}}}},
+    }
+    page = render_docs(schema, openapi_url="/schema/openapi.json")
+    assert "<script" not in page and "<img" not in page
+    assert "&lt;script&gt;" in page and 'id="op-get-a"' in page and 'id="schema-b"' in page
+
+
 def test_openapi_schema_types_every_body(client: Client) -> None:
     schema = client.get("/schema/openapi.json").json()
     paths = schema["paths"]
     assert set(paths) == {
-        "/infer", "/scenes", "/scenes/info", "/health", "/ready", "/model", "/metrics",
+        "/", "/infer", "/scenes", "/scenes/info", "/health", "/ready", "/model", "/metrics",
     }  # fmt: skip
     body = paths["/infer"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     refs = {item["$ref"].rsplit("/", 1)[-1] for item in body["oneOf"]}
@@ -424,9 +438,12 @@ def test_no_response_contains_a_server_path(client: Client, data: DataRoot) -> N
 # ---------------------------------------------------------------------------
 
 
-def test_api_key_guards_every_route_but_health(make_client: Callable[..., Client]) -> None:
+def test_api_key_guards_every_route_but_health_and_the_pointer(
+    make_client: Callable[..., Client],
+) -> None:
     client = make_client(api_key=API_KEY)
     assert client.get("/health").status_code == 200
+    assert client.get("/").json()["docs"] == "/docs"  # where to read on, even without a key
     for method, url in [
         ("GET", "/ready"),
         ("GET", "/model"),
@@ -434,6 +451,7 @@ def test_api_key_guards_every_route_but_health(make_client: Callable[..., Client
         ("GET", "/scenes/info?path=sample.tif"),
         ("GET", "/metrics"),
         ("GET", "/schema/openapi.json"),
+        ("GET", "/docs"),
         ("POST", "/infer"),
     ]:
         kwargs: dict[str, Any] = {"json": tile("sample.tif")} if method == "POST" else {}

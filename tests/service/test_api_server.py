@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
+from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 import pytest
@@ -42,6 +45,82 @@ def test_every_endpoint(live_server: LiveServer, data: DataRoot, sample_registry
         metrics = http.get("/metrics")
         assert metrics.headers["content-type"].startswith("text/plain")
         assert 'route="/infer",status="200"' in metrics.text
+
+
+class PageReferences(HTMLParser):
+    """Everything a page could load or point at (URL attributes, CSS url() and @import),
+    the tags that would run or embed something, its anchors and its visible text."""
+
+    URL_ATTRS = frozenset({"href", "src", "srcset", "action", "formaction", "poster", "data"})
+    ACTIVE_TAGS = frozenset({"script", "iframe", "object", "embed", "frame", "base", "link"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[str] = []
+        self.active: list[str] = []
+        self.ids: set[str] = set()
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.ACTIVE_TAGS:
+            self.active.append(tag)
+        for name, value in attrs:
+            if name in self.URL_ATTRS and value is not None:
+                self.refs += [v.strip().split(" ")[0] for v in value.split(",")]
+            if name == "id" and value:
+                self.ids.add(value)
+            if name == "style" and value:
+                self.refs += css_refs(value)
+            if name.startswith("on"):
+                self.active.append(f"{tag} {name}")
+
+    def handle_data(self, data: str) -> None:
+        self.refs += css_refs(data) if "{" in data else []
+        self.text.append(data)
+
+
+def css_refs(css: str) -> list[str]:
+    found = re.findall(r"url\(\s*['\"]?([^'\")]+)", css)
+    return found + re.findall(r"@import\s+['\"]([^'\"]+)", css)
+
+
+def test_the_api_docs_work_offline(live_server: LiveServer) -> None:
+    """GET / says where the docs are; the docs page, and the old Swagger UI address, load
+    nothing from another host (nor anything at all but this server's own addresses),
+    run no script, and show every operation of the served OpenAPI document."""
+    host = urlsplit(live_server.url).netloc
+    with live_server.client(key=None) as anonymous:
+        pointer = anonymous.get("/")
+        assert anonymous.get("/docs").status_code == 401  # behind the key, as the schema
+    assert pointer.status_code == 200, pointer.text
+    where = pointer.json()
+    assert where == {"docs": "/docs", "openapi": "/schema/openapi.json", "health": "/health"}
+    with live_server.client() as http:
+        schema = http.get(where["openapi"]).json()
+        for start in (where["docs"], "/schema/swagger"):
+            page = http.get(start, follow_redirects=True)
+            assert page.status_code == 200, (start, page.text[:200])
+            assert page.headers["content-type"].startswith("text/html"), start
+            assert "default-src 'none'" in page.headers["content-security-policy"]
+            parsed = PageReferences()
+            parsed.feed(page.text)
+            assert parsed.active == [], start  # no script, frame, <link> or on* handler
+            for ref in parsed.refs:
+                target = urlsplit(urljoin(str(page.url), ref))
+                assert (target.scheme, target.netloc) == ("http", host), (start, ref)
+                if ref.startswith("#"):
+                    assert ref[1:] in parsed.ids, (start, ref)
+                else:
+                    fetched = http.get(target.geturl())
+                    assert fetched.status_code == 200, (start, ref)
+            assert where["openapi"] in parsed.refs
+            text = " ".join(" ".join(parsed.text).split())
+            operations = [(m.upper(), p) for p, ops in schema["paths"].items() for m in ops]
+            assert len(operations) >= 8
+            for method, path in operations:
+                assert f"{method} {path}" in text, (start, method, path)
+            for name in schema["components"]["schemas"]:
+                assert f"schema-{name.lower()}" in parsed.ids, name
 
 
 def test_errors_over_the_wire(live_server: LiveServer, data: DataRoot) -> None:
