@@ -322,31 +322,57 @@ def cmd_infer(args: argparse.Namespace) -> None:
 
 
 def _summary(result: Any) -> str:
-    a = result.attrs
-    c, m, h = a["counts"], a["monitoring"], a["health"]
+    """What `infer` and `runs show` print of a run: one fact per line, sizes in one order."""
+    from satdask.core.schema import scene_size
+
+    r = result.record
+    c, m, h, scene = r["counts"], r["monitoring"], r["health"], r["scene"]
     p = m["predictions"]
     lines = [
-        f"run {a['run_id']} -> {result.path}",
-        f"  scene  {a['scene']['uri']} ({'x'.join(map(str, a['scene']['shape']))}, "
-        f"{a['scene']['crs']})",
-        f"  model  {a['model']['id']} sha256={str(a['model']['sha256'])[:12]}",
+        f"run {r['run_id']} -> {result.path}",
+        f"  scene  {scene['uri']} ({scene_size(scene['shape'])}, {scene['crs']})",
+        f"  model  {r['model']['id'] or 'unregistered'} sha256={str(r['model']['sha256'])[:12]}",
         f"  tiles  {c['tiles_total']} total, {c['tiles_inferred']} inferred, "
         f"{c['tiles_skipped']} nodata, {c['tiles_failed']} failed",
-        f"  preds  {p['bright']} bright ({_pct(p['bright_pct'])}), "
-        f"{p['dark']} dark ({_pct(p['dark_pct'])})",
-        f"  time   {a['timings']['total_s']:.2f} s total, {a['timings']['compute_s']:.2f} s "
-        f"compute, p95 block {m['latency']['block_ms']['p95']:.1f} ms",
-        f"  blocks {a['resume']['blocks_computed']} computed, "
-        f"{a['resume']['blocks_reused']} reused from a killed run",
-        f"  health {h['status']}, drift={'yes' if h['drift_detected'] else 'no'}, "
-        f"psi={_num(h['psi'])}",
     ]
-    lines += [f"  - {r}" for r in h["recommendations"]]
+    coverage = r.get("coverage")
+    if coverage and coverage["pixels_uncovered"]:
+        lines.append(
+            f"  pixels {coverage['pixels_uncovered']:,} of {coverage['pixels_total']:,} "
+            f"({_pct(100 * coverage['fraction_uncovered'])}) in no tile: the last "
+            f"{coverage['rows_uncovered']} rows and {coverage['cols_uncovered']} cols "
+            f"(--edge pad infers them)"
+        )
+    lines.append(
+        f"  preds  {p['bright']} bright ({_pct(p['bright_pct'])}), "
+        f"{p['dark']} dark ({_pct(p['dark_pct'])})"
+    )
+    timings, resume = r.get("timings"), r.get("resume")
+    if timings:
+        p95 = m["latency"]["block_ms"]["p95"]
+        lines.append(
+            f"  time   {timings['total_s']:.2f} s total, {timings['compute_s']:.2f} s compute, "
+            f"p95 block {'-' if p95 is None else f'{p95:.1f}'} ms"
+        )
+    if resume:
+        lines.append(
+            f"  blocks {resume['blocks_computed']} computed, "
+            f"{resume['blocks_reused']} reused from a killed run"
+        )
+    lines.append(
+        f"  health {h['status']}, drift={'yes' if h['drift_detected'] else 'no'}, "
+        f"psi={_num(h['psi'])}"
+    )
+    lines += [f"  - {text}" for text in h["reasons"] if text.startswith("No data")]
+    lines += [f"  - {text}" for text in h["recommendations"]]
     return "\n".join(lines)
 
 
 def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}%"
+    """A percentage for people: one decimal, two significant digits below 1%."""
+    if value is None:
+        return "-"
+    return f"{value:.2g}%" if 0 < abs(value) < 1 else f"{value:.1f}%"
 
 
 def _num(value: float | None) -> str:

@@ -17,7 +17,7 @@ from satdask.pipeline.runs import open_run
 def reference_json(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The reference pipeline's batch output: `metadata` plus one entry per tile."""
     run = open_run(path)
-    a = run.attrs
+    a = run.record
     ds = run.dataset()
     pred = ds["prediction"].values
     mean = ds["mean_intensity"].values
