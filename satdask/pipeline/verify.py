@@ -110,6 +110,8 @@ def verify_run(
 
 
 def _open_group(path: store.Destination) -> zarr.Group:
+    if isinstance(path, Path) and not path.exists():
+        raise RunError(f"{path}: does not exist", uri=str(path))
     try:
         group = zarr.open_group(os.fspath(path), mode="r", use_consolidated=False)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from satdask.core._html import report_html
 from satdask.core.grid import EdgePolicy, TileGrid, check_tile_size, require_tiles
-from satdask.errors import GridError, ValidationError
+from satdask.errors import ValidationError
 from satdask.io.geotiff import check_complete
 from satdask.io.open import open_source
 from satdask.io.source import check_scene, parse_datetime
@@ -71,10 +71,7 @@ def validate(
     for file in files:
         check_complete(file)
     grid = TileGrid(info.height, info.width, info.transform, check_tile_size(tile_size), edge)
-    try:
-        require_tiles(grid, info.uri)
-    except GridError as exc:
-        raise ValidationError(str(exc), uri=info.uri) from None
+    require_tiles(grid, info.uri)  # GridError, as the run would raise
     coverage = grid.coverage()
     if coverage["pixels_uncovered"]:
         warnings.append(
@@ -106,10 +103,14 @@ def validate(
 
 
 def validate_many(
-    scenes: Sequence[xr.DataArray | str | os.PathLike[str]], *, allow_mixed_crs: bool = False
+    scenes: Sequence[xr.DataArray | str | os.PathLike[str]],
+    *,
+    allow_mixed_crs: bool = False,
+    tile_size: int = 256,
+    edge: EdgePolicy = "skip",
 ) -> list[ValidationReport]:
-    """Validate each scene, then require one CRS across them all."""
-    reports = [validate(s) for s in scenes]
+    """Validate each scene (for the tile grid `tile_size`, `edge`), then require one CRS."""
+    reports = [validate(s, tile_size=tile_size, edge=edge) for s in scenes]
     check_same_crs(reports, allow_mixed_crs=allow_mixed_crs)
     return reports
 

@@ -7,6 +7,7 @@ offending file or option, a non-zero exit code and no traceback (unless `--debug
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import math
@@ -14,7 +15,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -99,7 +100,7 @@ def small_scene(workdir: Path) -> Path:
     """A 512 x 512 x 4 uint16 sample scene written by `satdask sample`."""
     out = workdir / "small.tif"
     proc = succeeded(satdask("sample", out, "--size", 512))
-    assert proc.stdout.strip() == f"wrote {out} (512 x 512 x 4 uint16)"
+    assert proc.stdout.startswith(f"wrote {out} (4 bands x 512 rows x 512 cols uint16: 2.0 MiB")
     return out
 
 
@@ -170,7 +171,7 @@ def test_sample_options_and_determinism(small_scene: Path, tmp_path: Path) -> No
     proc = succeeded(
         satdask("sample", other, "--size", 256, "--bands", 2, "--dtype", "uint8", "--seed", 7)
     )
-    assert proc.stdout.strip() == f"wrote {other} (256 x 256 x 2 uint8)"
+    assert proc.stdout.startswith(f"wrote {other} (2 bands x 256 rows x 256 cols uint8: ")
     with rasterio.open(other) as src:
         assert (src.count, src.height, src.width, src.dtypes[0]) == (2, 256, 256, "uint8")
 
@@ -179,17 +180,17 @@ def test_validate_reports_every_scene(small_scene: Path, sample_tif: Path) -> No
     proc = succeeded(satdask("validate", small_scene, sample_tif))
     lines = proc.stdout.splitlines()
     assert lines == [
-        f"ok {small_scene.resolve()}: 512 x 512 x 4 uint16, EPSG:32633, nodata=0.0, "
-        "acquired=2026-06-01T10:30:00",
-        f"ok {sample_tif.resolve()}: 1024 x 1024 x 4 uint16, EPSG:32633, nodata=0.0, "
-        "acquired=2026-06-01T10:30:00",
+        f"ok {small_scene.resolve()}: 4 bands x 512 rows x 512 cols uint16, EPSG:32633, "
+        "nodata=0.0, acquired=2026-06-01T10:30:00; 2 rows x 2 cols of 256 px tiles (edge skip)",
+        f"ok {sample_tif.resolve()}: 4 bands x 1024 rows x 1024 cols uint16, EPSG:32633, "
+        "nodata=0.0, acquired=2026-06-01T10:30:00; 4 rows x 4 cols of 256 px tiles (edge skip)",
     ]
     assert proc.stderr == ""
 
 
 def test_validate_refuses_mixed_crs(small_scene: Path, real_scene: Callable[[str], Path]) -> None:
     rgb = real_scene("RGB.byte.tif")
-    proc = satdask("validate", small_scene, rgb)
+    proc = satdask("validate", "--same-crs", small_scene, rgb)
     assert proc.returncode == EXIT_ERROR
     assert "Traceback" not in proc.stdout + proc.stderr
     [line] = proc.stderr.splitlines()
@@ -223,8 +224,25 @@ def test_models_list_shows_every_artifact(
 
 
 def test_models_list_of_an_empty_registry(tmp_path: Path) -> None:
-    proc = succeeded(satdask("models", "list", "--registry", tmp_path / "none"))
-    assert proc.stdout.strip() == f"no models in {tmp_path / 'none'}"
+    proc = succeeded(satdask("models", "list", "--registry", tmp_path))
+    assert proc.stdout.strip() == f"no models in {tmp_path}"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("models", "list", "--registry", "{tmp}/nomodels"),
+        ("infer", "{tmp}/scene.tif", "--model", "{tmp}/nomodels", "--out", "{tmp}/r.zarr"),
+        ("runs", "show", "{tmp}/nothere.zarr"),
+        ("runs", "verify", "{tmp}/nothere.zarr"),
+    ],
+    ids=["models list", "infer --model", "runs show", "runs verify"],
+)
+def test_a_path_that_does_not_exist_is_named_so(tmp_path: Path, argv: tuple[str, ...]) -> None:
+    (tmp_path / "scene.tif").write_bytes(b"")  # never reached: the model is loaded first
+    proc = satdask(*(a.format(tmp=tmp_path) for a in argv))
+    assert proc.returncode == 1
+    assert "does not exist" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 # ---------------------------------------------------------------------------
@@ -291,6 +309,7 @@ def test_infer_options_reach_the_store(
             "pad",
             "--bands",
             "1,2",
+            "--allow-model-mismatch",  # the model learned 4 bands in 256 px tiles
         )
     )
     a = open_run(out).attrs
@@ -675,3 +694,70 @@ def test_export_never_replaces_a_file(inputs: Inputs) -> None:
     assert target.read_bytes() == b'{"precious": true}\n'
     assert target.stat().st_mtime_ns == mtime
     assert sorted(p.name for p in inputs.tmp.iterdir()) == ["report.json"]
+
+
+# ---------------------------------------------------------------------------
+# help, usage and defaults
+# ---------------------------------------------------------------------------
+
+
+def test_every_option_has_help_and_shows_its_default() -> None:
+    from satdask.cli import build_parser
+
+    def parsers(p: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+        yield p
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    yield from parsers(child)
+
+    top = build_parser()
+    assert "inference over every tile" in top.format_help()
+    for parser in parsers(top):
+        text = parser.format_help()
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction | argparse._SubParsersAction):
+                continue
+            assert action.help, f"{parser.prog} {action.option_strings or action.dest}: no help"
+            if action.option_strings and action.default not in (None, argparse.SUPPRESS):
+                assert f"(default: {action.default})" in " ".join(text.split()), (
+                    f"{parser.prog} {action.option_strings[0]} hides its default"
+                )
+
+
+@pytest.mark.parametrize("group", ["runs", "models"])
+def test_a_command_group_alone_prints_its_usage(group: str) -> None:
+    proc = satdask(group)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"usage: satdask {group}") and "required" not in proc.stderr
+
+
+def test_sample_refuses_to_overwrite_and_says_how_large(tmp_path: Path) -> None:
+    out = tmp_path / "s.tif"
+    out.write_bytes(b"mine")
+    proc = satdask("sample", out, "--size", 64)
+    assert proc.returncode == 1
+    assert "--overwrite" in proc.stderr and "MiB uncompressed" in proc.stderr
+    assert out.read_bytes() == b"mine"
+    succeeded(satdask("sample", out, "--size", 64, "--overwrite"))
+    assert out.stat().st_size > 4
+
+
+def test_validate_warns_on_different_crs_unless_asked_to_fail(small_scene: Path, geotiff) -> None:
+    other = geotiff(np.ones((1, 300, 300), dtype=np.uint8), name="wgs.tif", crs="EPSG:4326")
+    proc = succeeded(satdask("validate", small_scene, other))
+    assert "warning: the scenes have different CRS" in proc.stdout
+    assert "--same-crs" in proc.stdout
+    failed = satdask("validate", "--same-crs", small_scene, other)
+    assert failed.returncode == 1 and "--allow-mixed-crs" in failed.stderr
+
+
+def test_validate_reports_the_tile_grid_and_the_left_out_pixels(geotiff) -> None:
+    scene = geotiff(np.ones((3, 300, 600), dtype=np.uint8), name="odd.tif")
+    proc = succeeded(satdask("validate", scene))
+    assert "3 bands x 300 rows x 600 cols uint8" in proc.stdout
+    assert "1 rows x 2 cols of 256 px tiles (edge skip)" in proc.stdout
+    assert "pixels (27.2%) uninferred" in proc.stdout
+    padded = succeeded(satdask("validate", scene, "--edge", "pad"))
+    assert "2 rows x 3 cols of 256 px tiles (edge pad)" in padded.stdout
+    assert "uninferred" not in padded.stdout

@@ -73,7 +73,9 @@ def test_all_nodata_has_no_full_tile_under_skip_and_all_nodata_under_pad(
     path = real_scene("all-nodata.tif")
     scene = open_scene(path)
     assert scene.attrs["acquisition_time"]  # carries TIFFTAG_DATETIME
-    with pytest.raises(GridError, match=r"all-nodata\.tif: 2475 x 71 px holds no full 256 px"):
+    with pytest.raises(
+        GridError, match=r"all-nodata\.tif: 2475 rows x 71 cols holds no whole 256 px"
+    ):
         scene_grid(scene)
     run = run_batch(
         path, ThresholdModel(threshold=1.0), tmp_path / "r.zarr", edge="pad", scheduler="threads"

@@ -91,10 +91,11 @@ def test_validation_reports_and_fatal_errors(geotiff, tmp_path: Path) -> None:
     ok = geotiff(np.ones((2, 300, 300), np.uint8), tags={"TIFFTAG_DATETIME": "2024:01:02 03:04:05"})
     report = validate(ok)
     assert report.acquisition_time == "2024-01-02T03:04:05"
-    assert report.warnings == ("no nodata value: every pixel counts as valid",)
+    assert report.warnings[0] == "no nodata value: every pixel counts as valid"
+    assert report.warnings[1].startswith("edge skip leaves 24,464 of 90,000 pixels (27.2%)")
     no_time = geotiff(np.ones((1, 300, 300), np.uint8), name="b.tif", nodata=0)
     assert any("no acquisition time" in w for w in validate(no_time).warnings)
-    assert validate(no_time, acquisition_time="2024-05-01T00:00:00").warnings == ()
+    assert validate(no_time, acquisition_time="2024-05-01T00:00:00", edge="pad").warnings == ()
     no_crs = geotiff(np.ones((1, 300, 300), np.uint8), name="c.tif", crs=None)
     with pytest.raises(ValidationError, match=r"c\.tif: no CRS"):
         validate(no_crs)

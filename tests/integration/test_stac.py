@@ -228,7 +228,11 @@ def test_georeferencing_comes_from_the_assets_and_time_from_the_item(catalog: Ca
     assert override.attrs["acquisition_time"] == "2020-01-02T03:04:05"
     report = validate(item)
     assert (report.bands, report.crs, report.width, report.height) == (3, "EPSG:32618", 791, 718)
-    assert report.acquisition_time == "2026-06-01T10:30:00+00:00" and report.warnings == ()
+    assert report.acquisition_time == "2026-06-01T10:30:00+00:00"
+    assert report.warnings == (  # RGB.byte.tif is 791 x 718 px: skip leaves 31% out
+        "edge skip leaves 174,722 of 567,938 pixels (30.8%) uninferred: the last 206 rows and "
+        "23 cols; --edge pad infers them",
+    )
     assert validate(catalog.sample_item).bands == 4
 
 
@@ -306,7 +310,12 @@ def test_lineage_records_the_item_and_each_assets_sha256(
     item_json = item_dir / "rgb-byte.json"
     artifact = ModelRegistry(rgb_registry).load("latest")
     run = run_batch(
-        item_json, artifact, tmp_path / "a.zarr", bands=["red", "blue"], scheduler="threads"
+        item_json,
+        artifact,
+        tmp_path / "a.zarr",
+        bands=["red", "blue"],
+        scheduler="threads",
+        allow_model_mismatch=True,  # the model learned 3 bands; the lineage is what is tested
     )
     scene = open_run(run.path).attrs["scene"]
     assert scene["uri"] == str(item_json)
@@ -333,7 +342,12 @@ def test_lineage_records_the_item_and_each_assets_sha256(
         profile, data = src.profile, src.read()
     write_cog(item_dir / "band3.tif", data // 2, {**profile, "driver": "GTiff"})
     again = run_batch(
-        item_json, artifact, tmp_path / "b.zarr", bands=["red", "blue"], scheduler="threads"
+        item_json,
+        artifact,
+        tmp_path / "b.zarr",
+        bands=["red", "blue"],
+        scheduler="threads",
+        allow_model_mismatch=True,
     )
     scene2 = again.attrs["scene"]
     assert scene2["sha256"] == scene["sha256"]
@@ -502,8 +516,9 @@ def test_cli_train_and_infer_take_an_item_json(catalog: Catalog, tmp_path: Path)
     checked = satdask("validate", catalog.sample_item)
     assert checked.returncode == 0, checked.stderr
     assert checked.stdout.splitlines() == [
-        f"ok {catalog.sample_item}: 1024 x 1024 x 4 uint16, EPSG:32633, nodata=0.0, "
-        "acquired=2026-07-02T09:15:30+00:00"
+        f"ok {catalog.sample_item}: 4 bands x 1024 rows x 1024 cols uint16, EPSG:32633, "
+        "nodata=0.0, acquired=2026-07-02T09:15:30+00:00; "
+        "4 rows x 4 cols of 256 px tiles (edge skip)"
     ]
     inferred = satdask(
         "infer",
@@ -516,9 +531,13 @@ def test_cli_train_and_infer_take_an_item_json(catalog: Catalog, tmp_path: Path)
         "threads",
         "--bands",
         "3,4",
+        "--allow-model-mismatch",  # trained on all 4 bands; the band names are what is tested
     )
     assert inferred.returncode == 0, inferred.stderr
-    assert f"scene  {catalog.sample_item} (2x1024x1024, EPSG:32633)" in inferred.stdout
+    assert (
+        f"scene  {catalog.sample_item} (2 bands x 1024 rows x 1024 cols, EPSG:32633)"
+        in inferred.stdout
+    )
     attrs = open_run(out).attrs
     assert attrs["scene"]["stac"]["id"] == "sample"
     assert [a["key"] for a in attrs["scene"]["stac"]["assets"]] == ["b3", "b4"]
@@ -658,7 +677,17 @@ def test_an_item_collection_runs_as_many_scenes(
     collection.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
     out = tmp_path / "runs"
 
-    proc = satdask("infer", collection, "--model", rgb_registry, "--out", out, "--edge", "pad")
+    proc = satdask(  # the collection mixes the 3-band uint8 item and a 4-band uint16 one
+        "infer",
+        collection,
+        "--model",
+        rgb_registry,
+        "--out",
+        out,
+        "--edge",
+        "pad",
+        "--allow-model-mismatch",
+    )
 
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads((out / "manifest.json").read_text())
@@ -677,7 +706,10 @@ def test_an_item_collection_runs_as_many_scenes(
 
 
 def test_train_over_mixed_crs_needs_allow_mixed_crs(catalog: Catalog, tmp_path: Path) -> None:
-    scenes = [catalog.rgb_tif, catalog.sample_tif]  # EPSG:32618 and EPSG:32633
+    utm33 = write_geotiff(  # 3 uint8 bands like RGB.byte.tif, which is in EPSG:32618
+        tmp_path / "utm33.tif", np.full((3, 300, 300), 50, dtype=np.uint8), crs="EPSG:32633"
+    )
+    scenes = [catalog.rgb_tif, utm33]
     refused = satdask("train", *scenes, "--registry", tmp_path / "a", "--scheduler", "threads")
     assert refused.returncode == 1 and "different CRS" in refused.stderr
     assert not (tmp_path / "a").exists()

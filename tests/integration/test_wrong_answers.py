@@ -18,6 +18,7 @@ import pytest
 import xarray as xr
 
 from satdask import (
+    GridError,
     ModelError,
     ModelRegistry,
     ThresholdModel,
@@ -106,9 +107,7 @@ def test_the_file_is_read_directly_only_when_the_array_is_the_file(rgb: Path) ->
         assert not isinstance(plan_run(derived, AD_HOC).source, RasterSource)
 
 
-def test_lineage_and_verify_say_a_derived_array_cannot_be_traced(
-    rgb: Path, tmp_path: Path
-) -> None:
+def test_lineage_and_verify_say_a_derived_array_cannot_be_traced(rgb: Path, tmp_path: Path) -> None:
     scene = open_scene(rgb)
     run = run_batch(scene * 2, AD_HOC, tmp_path / "run.zarr", scheduler="threads")
     record = run.attrs["scene"]
@@ -207,7 +206,7 @@ def test_validate_reports_the_left_out_pixels_and_refuses_a_scene_with_no_tile(
     assert report.pixels_uncovered == 718 * 791 - 512 * 768
     assert any("30.8%" in w for w in report.warnings)
     thin = geotiff(np.ones((3, 100, 2000), dtype=np.uint8), name="thin.tif")
-    with pytest.raises(ValidationError, match="no whole 256 px tile.*--edge pad"):
+    with pytest.raises(GridError, match=r"no whole 256 px tile.*--edge pad"):
         validate(thin)
     assert validate(thin, edge="pad").tiles == (1, 8)
 
