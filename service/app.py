@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +37,7 @@ from rasterio.errors import RasterioError
 
 import satdask
 from satdask.core.features import STATUS_NAMES
-from satdask.core.grid import TileGrid
+from satdask.core.grid import TileGrid, size_text
 from satdask.core.inference import infer_block
 from satdask.io._gdal import gdal_message
 from satdask.io.geotiff import read_retries
@@ -193,10 +194,7 @@ class Runtime:
         opened = self.scene(request.scene)
         grid, row, col = opened.grid, request.row, request.col
         if row >= grid.rows or col >= grid.cols:
-            raise TileOutsideGridError(
-                f"{opened.path}: tile ({row}, {col}) is outside the {grid.rows} x {grid.cols} "
-                f"tile grid ({grid.tile_size} px tiles, edge={grid.edge})"
-            )
+            raise self.outside_grid(opened, row, col)
         pixels = self.read(opened, row, col, grid)
         out = infer_block(
             pixels,
@@ -222,6 +220,23 @@ class Runtime:
             latency_ms=0.0,
         )
 
+    def outside_grid(self, opened: OpenScene, row: int, col: int) -> TileOutsideGridError:
+        """What a client asking for a tile beyond the grid is told, and how to go on."""
+        grid, name = opened.grid, opened.path
+        if grid.rows and grid.cols:
+            return TileOutsideGridError(
+                f"{name}: tile ({row}, {col}) is outside the scene's grid of "
+                f"{size_text(grid.rows, grid.cols)} of {grid.tile_size} px tiles "
+                f"(edge={grid.edge}); rows and cols count from 0"
+            )
+        whole = opened.height * opened.width <= self.settings.max_raster_pixels
+        return TileOutsideGridError(
+            f"{name}: the scene ({size_text(opened.height, opened.width, opened.bands)}) "
+            f"holds no whole tile of {grid.tile_size} px, so it has no tiles to ask for; "
+            + (f"predict it whole with {json.dumps({'tile_path': name})}, or " if whole else "")
+            + "serve it with a smaller --tile-size (SATDASK_TILE_SIZE) or --edge pad"
+        )
+
     def infer_whole(self, request: TilePathRequest, artifact: ModelArtifact) -> TilePathResponse:
         """The reference contract: the whole raster is one tile (side = its longer side,
         edge 'pad', so a non-square raster's missing pixels count as invalid)."""
@@ -229,8 +244,9 @@ class Runtime:
         limit = self.settings.max_raster_pixels
         if opened.height * opened.width > limit:
             raise RasterTooLargeError(
-                f"{opened.path}: {opened.width} x {opened.height} px is over the {limit} px "
-                "limit of the tile_path form; ask for its tiles with scene, row and col"
+                f"{opened.path}: {size_text(opened.height, opened.width, opened.bands)} "
+                f"({opened.height * opened.width} px) is over the {limit} px limit of the "
+                "tile_path form; ask for its tiles with scene, row and col"
             )
         side = max(opened.height, opened.width)
         whole = TileGrid(opened.height, opened.width, opened.grid.transform, side, "pad")

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
@@ -95,7 +96,10 @@ def test_tile_path_over_the_pixel_limit_is_422(make_client: Callable[..., Client
     client = make_client(max_raster_pixels=1000 * 1000)
     r = client.post("/infer", json={"tile_path": "big.tif"})
     assert r.status_code == 422
-    assert "big.tif: 2048 x 2048 px" in r.json()["detail"]
+    assert r.json()["detail"] == (
+        "big.tif: 1 band x 2048 rows x 2048 cols (4194304 px) is over the 1000000 px limit "
+        "of the tile_path form; ask for its tiles with scene, row and col"
+    )
 
 
 def test_scenes_lists_only_servable_rasters(client: Client, data: DataRoot) -> None:
@@ -140,7 +144,29 @@ def test_scene_without_a_full_tile_has_an_empty_grid(client: Client) -> None:
     assert (info["grid"]["rows"], info["grid"]["cols"]) == (0, 0)
     r = client.post("/infer", json=tile("small.tif"))
     assert r.status_code == 404
-    assert "outside the 0 x 0 tile grid" in r.json()["detail"]
+    assert r.json()["detail"] == (
+        "small.tif: the scene (1 band x 100 rows x 100 cols) holds no whole tile of 256 px, "
+        'so it has no tiles to ask for; predict it whole with {"tile_path": "small.tif"}, '
+        "or serve it with a smaller --tile-size (SATDASK_TILE_SIZE) or --edge pad"
+    )
+
+
+def test_a_scene_too_large_to_predict_whole_and_without_a_tile_is_told_so(
+    make_client: Callable[..., Client], data: DataRoot, tmp_path: Path
+) -> None:
+    from svc_support import write_tif
+
+    root = tmp_path / "root"
+    root.mkdir()
+    write_tif(root / "strip.tif", np.ones((2, 100, 3000), dtype=np.uint8))
+    client = make_client(data_root=root, max_raster_pixels=100_000)
+    r = client.post("/infer", json=tile("strip.tif"))
+    assert r.status_code == 404
+    assert r.json()["detail"] == (
+        "strip.tif: the scene (2 bands x 100 rows x 3000 cols) holds no whole tile of 256 px, "
+        "so it has no tiles to ask for; serve it with a smaller --tile-size "
+        "(SATDASK_TILE_SIZE) or --edge pad"
+    )
 
 
 def test_model_gives_id_sha_threshold_and_public_lineage(
@@ -276,7 +302,8 @@ def test_tile_outside_the_grid_is_404(client: Client, row: int, col: int) -> Non
     r = client.post("/infer", json=tile("sample.tif", row, col))
     assert r.status_code == 404
     assert r.json()["detail"] == (
-        f"sample.tif: tile ({row}, {col}) is outside the 4 x 4 tile grid (256 px tiles, edge=skip)"
+        f"sample.tif: tile ({row}, {col}) is outside the scene's grid of 4 rows x 4 cols "
+        "of 256 px tiles (edge=skip); rows and cols count from 0"
     )
 
 

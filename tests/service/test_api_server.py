@@ -162,7 +162,7 @@ def test_the_server_disabled_gdal_vrt(live_server: LiveServer) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--model", "/nonexistent/registry"], "registry has no model yet"),
+        (["--model", "/nonexistent/registry"], "registry does not exist"),
         (["--model", "{registry}:not-an-id"], "is not a model id"),
         ([], "no model: pass --model"),
         (["--model", "{registry}", "--data-root", "/nonexistent"], "is not a directory"),
