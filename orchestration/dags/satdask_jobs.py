@@ -18,7 +18,7 @@ import zarr
 
 import satdask
 from satdask.errors import RunError, SatdaskError
-from satdask.io.store import ATTRS_KEY
+from satdask.io.store import ATTRS_KEY, decode_attrs
 
 __all__ = ["RetrainRecommendedError", "health_gate", "output_path", "plan_runs", "run_scene"]
 
@@ -140,7 +140,7 @@ def _store_state(out: Path) -> str:
     if not out.exists():
         return "missing"
     try:
-        attrs = dict(zarr.open_group(out, mode="r").attrs).get(ATTRS_KEY)
+        attrs = decode_attrs(dict(zarr.open_group(out, mode="r").attrs).get(ATTRS_KEY))
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError, OSError):
         return "foreign"
     if not isinstance(attrs, dict):

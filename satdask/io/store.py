@@ -13,6 +13,7 @@ imports xarray. A test holds the two layouts equal.
 from __future__ import annotations
 
 import base64
+import json
 import math
 import os
 import shutil
@@ -102,7 +103,23 @@ def write_run(
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     group = zarr.open_group(os.fspath(out), mode="r+", zarr_format=3)
-    group.attrs[ATTRS_KEY] = {**attrs, "complete": True}
+    group.attrs[ATTRS_KEY] = encode_attrs({**attrs, "complete": True})
+
+
+def encode_attrs(attrs: Mapping[str, Any]) -> str:
+    """The run record as one JSON string: nested dicts are no attribute netCDF can hold."""
+    return json.dumps(attrs, sort_keys=True, allow_nan=False)
+
+
+def decode_attrs(value: object) -> dict[str, Any] | None:
+    """The run record from its attribute: a JSON string, or the nested dict that stores
+    written before satdask 0.2 hold; None if it is neither."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, dict) else None
 
 
 def _write_tile_grid(
@@ -114,7 +131,7 @@ def _write_tile_grid(
     attrs: Mapping[str, Any],
 ) -> None:
     root = zarr.open_group(os.fspath(target), mode="w-", zarr_format=3)
-    root.attrs[ATTRS_KEY] = dict(attrs)
+    root.attrs[ATTRS_KEY] = encode_attrs(attrs)
     xs, ys = grid.centres()
     for dim, values in (("x", xs), ("y", ys)):
         root.create_array(
@@ -140,6 +157,8 @@ def _write_tile_grid(
             attributes={
                 **VARIABLE_ATTRS.get(name, {}),
                 "grid_mapping": GRID_MAPPING,
+                # a coordinate of every variable, so a plain xr.open_zarr keeps the CRS
+                "coordinates": GRID_MAPPING,
                 **(_NAN_FILL if floating else {}),
             },
         )
@@ -198,8 +217,8 @@ def read_attrs(path: str | os.PathLike[str]) -> dict[str, Any]:
         group = zarr.open_group(os.fspath(path), mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError):
         raise RunError(f"{path}: not a run store") from None
-    attrs = dict(group.attrs).get(ATTRS_KEY)
-    if not isinstance(attrs, dict):
+    attrs = decode_attrs(dict(group.attrs).get(ATTRS_KEY))
+    if attrs is None:
         raise RunError(f"{path}: not a satdask run store (no '{ATTRS_KEY}' attributes)")
     if attrs.get("complete") is not True:
         raise RunError(f"{path}: run store is incomplete (the run crashed or is still writing)")

@@ -116,7 +116,7 @@ def _open_group(path: store.Destination) -> zarr.Group:
         group = zarr.open_group(os.fspath(path), mode="r", use_consolidated=False)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError):
         raise RunError(f"{path}: not a run store") from None
-    if not isinstance(dict(group.attrs).get(store.ATTRS_KEY), dict):
+    if store.decode_attrs(dict(group.attrs).get(store.ATTRS_KEY)) is None:
         raise RunError(f"{path}: not a satdask run store (no '{store.ATTRS_KEY}' attributes)")
     return group
 

@@ -30,6 +30,7 @@ from support import BadPaths, store_arrays
 
 from satdask import __version__, open_run
 from satdask.core.schema import VARIABLES
+from satdask.io.store import decode_attrs
 
 SATDASK = Path(sys.executable).parent / "satdask"
 TIMEOUT = 180  # seconds per command; generous for a loaded CI machine, never reached normally
@@ -259,7 +260,7 @@ def test_infer_writes_a_georeferenced_complete_store(
         assert ds.rio.transform() == src.transform @ Affine.scale(256)
     assert dict(ds.sizes) == {"y": 4, "x": 4}
     assert set(VARIABLES) <= set(ds.data_vars)
-    a = zarr.open_group(threaded_run, mode="r").attrs["satdask"]
+    a = decode_attrs(zarr.open_group(threaded_run, mode="r").attrs["satdask"])
     assert a["complete"] is True
     assert a["config"]["scheduler"] == "threads"
     assert a["config"]["blocks"] == 4  # --tiles-per-chunk 2 on a 4 x 4 tile grid
@@ -518,7 +519,7 @@ class Inputs(BadPaths):
         path = self.tmp / "incomplete.zarr"
         shutil.copytree(self.store, path)
         group = zarr.open_group(path, mode="r+")
-        group.attrs["satdask"] = {**group.attrs["satdask"], "complete": False}
+        group.attrs["satdask"] = {**decode_attrs(group.attrs["satdask"]), "complete": False}
         return path
 
     def out(self) -> Path:

@@ -19,6 +19,7 @@ from support import assert_same_arrays
 
 from satdask import ModelRegistry, open_run, run_batch
 from satdask.io._gdal import GDAL_OPTIONS
+from satdask.io.store import decode_attrs
 
 pytestmark = pytest.mark.cluster
 
@@ -89,8 +90,8 @@ def test_cli_on_a_distributed_scheduler_matches_threads(
     after = executed(cluster.address)
 
     assert_same_arrays(distributed, threaded)
-    a = zarr.open_group(distributed, mode="r").attrs["satdask"]
-    b = zarr.open_group(threaded, mode="r").attrs["satdask"]
+    a = decode_attrs(zarr.open_group(distributed, mode="r").attrs["satdask"])
+    b = decode_attrs(zarr.open_group(threaded, mode="r").attrs["satdask"])
     assert a["config"]["scheduler"] == cluster.address
     assert b["config"]["scheduler"] == "threads"
     assert a["config"]["blocks"] == b["config"]["blocks"] == 16  # --tiles-per-chunk 1

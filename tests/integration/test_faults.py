@@ -24,6 +24,7 @@ from satdask import ModelRegistry, open_run, run_batch
 from satdask.io._journal import journal_path
 from satdask.io.sample import write_sample
 from satdask.io.source import REMOTE_RETRIES
+from satdask.io.store import decode_attrs
 
 SATDASK = Path(sys.executable).parent / "satdask"
 TIMEOUT = 180  # seconds for any one command; never reached normally
@@ -89,7 +90,7 @@ def snapshot(path: Path) -> dict[str, bytes]:
 
 
 def resume_counts(out: Path) -> dict[str, int]:
-    return zarr.open_group(out, mode="r").attrs["satdask"]["resume"]
+    return decode_attrs(zarr.open_group(out, mode="r").attrs["satdask"])["resume"]
 
 
 def kill_midway(*args: object, out: Path) -> None:

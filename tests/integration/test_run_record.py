@@ -20,6 +20,7 @@ from satdask.cli import _summary, main
 from satdask.core.health import HealthPolicy, health_checks
 from satdask.errors import RunError
 from satdask.export import reference_json
+from satdask.io.store import decode_attrs
 from satdask.plot import health_table, prediction_map, styled_health_table
 
 matplotlib.use("Agg")
@@ -37,7 +38,7 @@ def close_figures() -> None:
 
 def rewrite_record(path: Path, change: Callable[[dict], dict]) -> None:
     group = zarr.open_group(path, mode="r+")
-    group.attrs["satdask"] = change(dict(group.attrs["satdask"]))
+    group.attrs["satdask"] = change(decode_attrs(group.attrs["satdask"]))
 
 
 def as_older_satdask_wrote_it(attrs: dict) -> dict:

@@ -19,6 +19,7 @@ from support import S3, assert_same_arrays
 
 from satdask.io._journal import journal_path
 from satdask.io.sample import write_sample
+from satdask.io.store import decode_attrs
 
 s3fs = pytest.importorskip("s3fs", reason="the s3 extra (s3fs) is part of .[dev]")
 
@@ -40,7 +41,7 @@ def satdask(s3: S3, *args: object) -> subprocess.CompletedProcess[str]:
 
 
 def run_attrs(s3: S3, url: str) -> dict:
-    return xr.open_zarr(s3.fs.get_mapper(url)).attrs["satdask"]
+    return decode_attrs(xr.open_zarr(s3.fs.get_mapper(url)).attrs["satdask"])
 
 
 def test_a_scene_on_s3_runs_into_a_store_on_s3(

@@ -31,7 +31,7 @@ from satdask import (
 )
 from satdask.core.schema import VARIABLES
 from satdask.io.lineage import canonical_sha256
-from satdask.io.store import ATTRS_KEY
+from satdask.io.store import ATTRS_KEY, decode_attrs
 from satdask.pipeline.verify import SCHEMA
 
 CHECKS = [
@@ -100,7 +100,7 @@ def rewrite_array(store: Path, name: str, values: np.ndarray) -> None:
 
 def edit_attrs(store: Path, **changes: object) -> None:
     group = zarr.open_group(store, mode="r+", use_consolidated=False)
-    group.attrs[ATTRS_KEY] = {**group.attrs[ATTRS_KEY], **changes}
+    group.attrs[ATTRS_KEY] = {**decode_attrs(group.attrs[ATTRS_KEY]), **changes}
 
 
 # ---------------------------------------------------------------------------
@@ -170,7 +170,7 @@ def test_a_wrong_shape_is_named(run: Run) -> None:
 
 
 def test_counts_that_disagree_with_the_arrays(run: Run) -> None:
-    counts = zarr.open_group(run.store, mode="r").attrs[ATTRS_KEY]["counts"]
+    counts = decode_attrs(zarr.open_group(run.store, mode="r").attrs[ATTRS_KEY])["counts"]
     edit_attrs(run.store, counts={**counts, "tiles_failed": 2})
     only_failure(verify_run(run.store), "counts", "tiles_failed 0 (recorded 2)")
 

@@ -19,6 +19,7 @@ from support import corrupt_block
 from satdask import ModelRegistry, ThresholdModel, open_scene, run_batch, scene_grid
 from satdask.core.features import STATUS_FAILED, STATUS_NODATA
 from satdask.errors import PlotError
+from satdask.io.store import decode_attrs
 from satdask.plot import health_table, prediction_map, quicklook, styled_health_table
 from satdask.render import COLOURS
 
@@ -260,7 +261,7 @@ def test_health_table_of_a_store_without_checks_judges_its_recorded_figures(
     dim = ThresholdModel.fit(np.linspace(100.0, 300.0, 50))
     run = run_batch(sample_tif, dim, tmp_path / "run.zarr", scheduler="threads")
     group = zarr.open_group(run.path, mode="r+")
-    attrs = dict(group.attrs["satdask"])
+    attrs = decode_attrs(group.attrs["satdask"])
     attrs["health"] = {k: v for k, v in attrs["health"].items() if k != "checks"}
     group.attrs["satdask"] = attrs
     table = health_table(run.path)

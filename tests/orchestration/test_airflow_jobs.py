@@ -14,7 +14,7 @@ import zarr
 
 import satdask
 from satdask import ModelRegistry, RegistryError, RunError, SatdaskError, SceneError
-from satdask.io.store import ATTRS_KEY
+from satdask.io.store import ATTRS_KEY, decode_attrs
 
 DATE = "2026-06-01"
 
@@ -126,7 +126,7 @@ def test_a_repeated_run_keeps_its_complete_store(jobs: ModuleType, planned: dict
 def test_a_store_never_marked_complete_is_replaced(jobs: ModuleType, planned: dict) -> None:
     crashed = jobs.run_scene(planned)
     group = zarr.open_group(planned["out"], mode="r+")
-    group.attrs[ATTRS_KEY] = {**group.attrs[ATTRS_KEY], "complete": False}
+    group.attrs[ATTRS_KEY] = {**decode_attrs(group.attrs[ATTRS_KEY]), "complete": False}
     with pytest.raises(RunError, match="incomplete"):
         satdask.open_run(planned["out"])
 

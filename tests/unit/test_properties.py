@@ -28,8 +28,8 @@ from affine import Affine
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from rasterio.windows import bounds as window_bounds
 from rasterio.windows import Window, from_bounds
+from rasterio.windows import bounds as window_bounds
 from support import scene_arrays
 
 from satdask import GridError, ThresholdModel, TileGrid, block_features, infer_block

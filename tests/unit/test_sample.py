@@ -12,8 +12,8 @@ from affine import Affine
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from satdask.io import sample as sample_module
 from satdask.errors import SatdaskError
+from satdask.io import sample as sample_module
 from satdask.io.lineage import file_sha256
 from satdask.io.sample import write_sample
 
