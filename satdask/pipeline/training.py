@@ -60,9 +60,7 @@ def train(
         as_scene(s, tile_size=tile_size, tiles_per_chunk=tiles_per_chunk, bands=bands)
         for s in scenes
     ]
-    reports = validate_many(
-        opened, allow_mixed_crs=allow_mixed_crs, tile_size=tile_size, edge=edge
-    )
+    reports = validate_many(opened, allow_mixed_crs=allow_mixed_crs, tile_size=tile_size, edge=edge)
     _check_same_inputs(opened, tile_size=tile_size)
     features = [tile_features(s, edge=edge) for s in opened]
     lazy_means = [f.mean_intensity.where(f.status == STATUS_OK).data for f in features]

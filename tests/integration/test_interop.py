@@ -33,9 +33,7 @@ def test_a_plain_open_zarr_keeps_the_crs(sample_tif: Path, tmp_path: Path) -> No
     assert plain["prediction"].rio.crs == "EPSG:32633"
 
 
-def test_a_store_with_the_older_nested_record_still_opens(
-    sample_tif: Path, tmp_path: Path
-) -> None:
+def test_a_store_with_the_older_nested_record_still_opens(sample_tif: Path, tmp_path: Path) -> None:
     run = run_batch(sample_tif, ThresholdModel(threshold=5000.0), tmp_path / "run.zarr")
     group = zarr.open_group(tmp_path / "run.zarr", mode="r+")
     group.attrs[ATTRS_KEY] = dict(run.attrs)  # how satdask wrote it before
