@@ -135,8 +135,8 @@ def _integer_moments(
     )
     total, total_sq = _exact_moment_sums(data, t, ky, kx)
     count = n_real
-    if _representable(nodata, data.dtype):
-        value = int(nodata)  # type: ignore[arg-type]
+    if nodata is not None and _representable(nodata, data.dtype):
+        value = int(nodata)
         is_nodata = data == data.dtype.type(value)
         if real is not None:
             is_nodata &= real
@@ -161,7 +161,8 @@ def _count(mask: np.ndarray, t: int, ky: int, kx: int) -> np.ndarray:
     narrow = np.uint16 if bands * t <= np.iinfo(np.uint16).max else np.uint32
     rows = mask.view(np.uint8).reshape(bands, ky, t, kx * t)
     columns = np.add.reduce(rows, axis=(0, 2), dtype=narrow)
-    return columns.reshape(ky, kx, t).sum(axis=-1, dtype=np.int64)
+    counts: np.ndarray = columns.reshape(ky, kx, t).sum(axis=-1, dtype=np.int64)
+    return counts
 
 
 def _exact_moment_sums(data: np.ndarray, t: int, ky: int, kx: int) -> tuple[np.ndarray, np.ndarray]:
@@ -216,4 +217,5 @@ def _tile_sum(x5: np.ndarray) -> np.ndarray:
     rows = x5.sum(axis=4)  # (band, ky, T, kx)
     bands, ky, t, kx = rows.shape
     per_tile = np.ascontiguousarray(rows.transpose(1, 3, 0, 2)).reshape(ky, kx, bands * t)
-    return per_tile.sum(axis=-1)
+    sums: np.ndarray = per_tile.sum(axis=-1)
+    return sums

@@ -16,7 +16,7 @@ from affine import Affine
 from satdask.errors import GridError
 
 EdgePolicy = Literal["skip", "pad"]
-EDGE_POLICIES: tuple[str, ...] = ("skip", "pad")
+EDGE_POLICIES: tuple[EdgePolicy, ...] = ("skip", "pad")
 Chunks = tuple[tuple[int, ...], tuple[int, ...]]
 
 
@@ -53,9 +53,10 @@ def check_tile_size(tile_size: object, *, name: str = "tile_size") -> int:
 
 
 def check_edge(edge: object) -> EdgePolicy:
-    if edge not in EDGE_POLICIES:
-        raise GridError(f"edge must be one of {', '.join(EDGE_POLICIES)}, got {edge!r}")
-    return edge  # type: ignore[return-value]
+    for policy in EDGE_POLICIES:  # returns the policy itself, so the type follows
+        if edge == policy:
+            return policy
+    raise GridError(f"edge must be one of {', '.join(EDGE_POLICIES)}, got {edge!r}")
 
 
 def require_tiles(grid: TileGrid, name: str) -> TileGrid:
@@ -202,9 +203,8 @@ class TileGrid:
 
     def tiles_per_pixel_chunk(self, chunks: Chunks) -> Chunks:
         """Tile counts of each chunk along rows and cols, by the edge policy."""
-        return tuple(  # type: ignore[return-value]
-            tuple(self._count(c) for c in axis) for axis in chunks
-        )
+        rows, cols = chunks
+        return tuple(self._count(c) for c in rows), tuple(self._count(c) for c in cols)
 
     def blocks(self, chunks: Chunks) -> Iterator[Block]:
         """Blocks of whole tiles in row-major order; each reads only pixels it uses."""

@@ -12,8 +12,14 @@ from satdask.errors import ModelError
 
 @runtime_checkable
 class TileModel(Protocol):
-    kind: str
-    lineage: Mapping[str, Any]
+    # Read-only, so a frozen dataclass with a ClassVar `kind` satisfies the protocol.
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def lineage(self) -> Mapping[str, Any]:
+        """Which scenes and config produced the model."""
+        ...
 
     def predict(self, mean_intensity: np.ndarray, *, ok: np.ndarray | None = None) -> np.ndarray:
         """int8 classes per tile; -1 where `ok` is False (no prediction)."""
@@ -60,7 +66,7 @@ def model_from_dict(
     """Rebuild a model from its artifact; the registry stays unaware of model classes."""
     from satdask.models.threshold import ThresholdModel
 
-    kinds: dict[str, Any] = {ThresholdModel.kind: ThresholdModel}
+    kinds: dict[str, type[ThresholdModel]] = {ThresholdModel.kind: ThresholdModel}
     if kind not in kinds:
         raise ModelError(f"unknown model kind {kind!r}; known: {', '.join(sorted(kinds))}")
     return kinds[kind].from_dict(data, lineage=lineage)

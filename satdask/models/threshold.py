@@ -44,8 +44,9 @@ class ThresholdModel:
         if means.size == 0:
             raise ModelError("cannot train: the training scenes have no valid tile")
         edges = histogram_edges(means)
+        mean = float(means.mean())
         training = {
-            "mean": float(means.mean()),
+            "mean": mean,
             "std": float(means.std()),
             "tile_count": int(means.size),
             "histogram": {
@@ -53,7 +54,7 @@ class ThresholdModel:
                 "counts": [int(c) for c in histogram_counts(means, edges)],
             },
         }
-        return cls(threshold=training["mean"], training=training, lineage=dict(lineage or {}))
+        return cls(threshold=mean, training=training, lineage=dict(lineage or {}))
 
     def predict(self, mean_intensity: np.ndarray, *, ok: np.ndarray | None = None) -> np.ndarray:
         bright = np.asarray(mean_intensity) > self.threshold
@@ -90,7 +91,7 @@ def histogram_edges(means: np.ndarray) -> np.ndarray:
     return edges
 
 
-def histogram_counts(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
+def histogram_counts(values: np.ndarray, edges: np.ndarray | Sequence[float]) -> np.ndarray:
     """Counts per bin; values beyond the outer edges fall in the outer bins."""
     inner = np.asarray(edges, dtype=np.float64)[1:-1]
     bins = np.searchsorted(inner, values, side="right")
