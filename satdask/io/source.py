@@ -81,8 +81,11 @@ class PixelSource(Protocol):
     from them after a user selects bands.
     """
 
-    uri: str
-    bands: tuple[int, ...]
+    @property
+    def uri(self) -> str: ...
+
+    @property
+    def bands(self) -> tuple[int, ...]: ...
 
     def read(self, window: Window, *, retries: int = REMOTE_RETRIES) -> np.ndarray:
         """(band, y, x) pixels of `window`; raises rasterio's RasterioError on bad bytes."""
@@ -116,7 +119,9 @@ def select_bands(info: SceneInfo, bands: Sequence[int] | None) -> tuple[int, ...
     chosen = tuple(bands)
     if not chosen:
         raise SceneError(f"{info.uri}: bands must name at least one band", uri=info.uri)
-    bad = [b for b in chosen if isinstance(b, bool) or not isinstance(b, int | np.integer)]
+    bad: list[object] = [
+        b for b in chosen if isinstance(b, bool) or not isinstance(b, int | np.integer)
+    ]
     bad += [b for b in chosen if b not in bad and not 1 <= b <= info.count]
     if bad:
         raise SceneError(
