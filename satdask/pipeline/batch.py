@@ -32,7 +32,7 @@ from satdask.core.grid import Block, EdgePolicy, TileGrid
 from satdask.core.health import HealthPolicy, health_report, summarize
 from satdask.core.inference import predict_tiles
 from satdask.core.schema import SCHEMA
-from satdask.errors import ModelError, RunError
+from satdask.errors import ModelError, RunError, ValidationError
 from satdask.io import store
 from satdask.io._gdal import gdal_message
 from satdask.io._journal import Record, RunJournal
@@ -82,7 +82,8 @@ def run_block(
     start, retries_before = perf_counter(), read_retries()
     try:
         data = source.read(block.window)
-        failed, errors = None, []
+        failed: np.ndarray | None = None
+        errors: list[dict[str, Any]] = []
     except RasterioError:
         data, failed, errors = _read_tile_by_tile(source, block, tile_size)
     features = block_features(data, tile_size=tile_size, nodata=nodata, edge=edge)
@@ -172,7 +173,7 @@ def plan_run(
     with it rather than ignored.
     """
     artifact = model if isinstance(model, ModelArtifact) else None
-    tile_model = artifact.model if artifact else model
+    tile_model = model.model if isinstance(model, ModelArtifact) else model
     if isinstance(scene, str | os.PathLike) or not hasattr(scene, "dims"):
         raster = open_source(  # a file or a STAC item: no xarray
             scene, tile_size=tile_size or 256, tiles_per_chunk=tiles_per_chunk, bands=bands
@@ -182,8 +183,13 @@ def plan_run(
 
         _refuse_open_options(tile_size=tile_size, tiles_per_chunk=tiles_per_chunk, bands=bands)
         raster = scene_raster(scene)
+        if raster.info.crs is None:  # a file without one was refused when probed
+            raise ValidationError(
+                f"{raster.source.uri}: no CRS; write one (scene.rio.write_crs('EPSG:XXXX')) "
+                "before a run"
+            )
     grid = raster.grid(edge=edge)
-    model_info = (
+    model_info: dict[str, Any] = (
         artifact.describe()
         if artifact
         else {"id": None, "sha256": canonical_model_sha256(tile_model), "uri": None}
@@ -402,6 +408,7 @@ def _describe_run(
     )
     c = monitoring["counts"]
     info, grid = plan.raster.info, plan.grid
+    assert info.crs is not None, "plan_run refuses a scene without a CRS"
     return {
         "run_id": run_id,
         "created_at": datetime.now(UTC).isoformat(),
