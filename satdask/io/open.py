@@ -51,7 +51,7 @@ def open_source(
         source,  # type: ignore[arg-type]
         tile_size=tile_size,
         tiles_per_chunk=tiles_per_chunk,
-        bands=bands,  # type: ignore[arg-type]  (names are for STAC items; refused there)
+        bands=bands,  # type: ignore[arg-type]  # names are for STAC items; refused there
         acquisition_time=acquisition_time,
     )
 
