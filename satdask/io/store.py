@@ -40,7 +40,9 @@ ATTRS_KEY = "satdask"
 CHUNK_TILES = 1024  # output chunks hold many tiles: a 16384 px scene at 256 px is one chunk
 GRID_MAPPING = "spatial_ref"
 # CF's _FillValue for float arrays, NaN, in the form xarray gives it in Zarr v3 attributes
-_NAN_FILL = {"_FillValue": base64.standard_b64encode(struct.pack("<d", math.nan)).decode()}
+_NAN_FILL: dict[str, Any] = {
+    "_FillValue": base64.standard_b64encode(struct.pack("<d", math.nan)).decode()
+}
 
 
 Destination = Path | str  # a local path, or a URL (s3://...) for object storage
