@@ -146,7 +146,7 @@ class RunJournal:
         self._flushed_at = monotonic()
         if not self._pending:
             return
-        payload: dict[str, np.ndarray] = {}
+        payload: dict[str, Any] = {}  # arrays; Any, as numpy's stubs match ** to allow_pickle
         metas = {}
         for index, (arrays, meta) in self._pending.items():
             payload.update({f"{index}/{name}": a for name, a in arrays.items()})
