@@ -86,7 +86,7 @@ def _pystac() -> Any:
 def load_item(source: str | os.PathLike[str] | pystac.Item) -> tuple[pystac.Item, str]:
     """The item and the URI that names it in messages and lineage (its self href)."""
     pystac = _pystac()
-    if isinstance(source, pystac.Item):
+    if not isinstance(source, str | os.PathLike):  # a pystac.Item (is_item let no other in)
         return source, source.get_self_href() or f"{NO_SELF_HREF}{source.id}"
     uri = normalize_uri(source)
     raw = _read_bytes(uri)
