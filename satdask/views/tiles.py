@@ -35,7 +35,8 @@ def scene_grid(scene: xr.DataArray, *, edge: EdgePolicy = "skip") -> TileGrid:
 def scene_blocks(scene: xr.DataArray, *, edge: EdgePolicy = "skip") -> tuple[TileGrid, list[Block]]:
     """The tile grid, and the blocks of whole tiles the scene's dask chunks cut it into."""
     grid = scene_grid(scene, edge=edge)
-    return grid, list(grid.blocks((scene.chunks[1], scene.chunks[2])))
+    chunks = scene.chunks or ((), (scene.sizes["y"],), (scene.sizes["x"],))  # numpy: one chunk
+    return grid, list(grid.blocks((chunks[1], chunks[2])))
 
 
 def tile_chunks(scene: xr.DataArray, grid: TileGrid) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -47,8 +48,8 @@ def tile_chunks(scene: xr.DataArray, grid: TileGrid) -> tuple[tuple[int, ...], t
     aligned = grid.aligned_chunks(own)
     if aligned is not None:
         return aligned
-    per_chunk = (max(1, round(max(c) / grid.tile_size)) for c in own)
-    return grid.pixel_chunks(tuple(per_chunk))  # type: ignore[arg-type]
+    ky, kx = (max(1, round(max(c) / grid.tile_size)) for c in own)
+    return grid.pixel_chunks((ky, kx))
 
 
 def tile_dataset(variables: Mapping[str, object], *, grid: TileGrid, crs: CRS) -> xr.Dataset:

@@ -10,6 +10,7 @@ import pytest
 import xarray as xr
 
 from satdask import ThresholdModel, ValidationError, open_scene, run_batch
+from satdask.views.tiles import scene_blocks
 
 AD_HOC = ThresholdModel(threshold=0.5)  # no training lineage: no input check applies
 
@@ -49,3 +50,12 @@ def test_a_scene_opened_from_a_file_keeps_its_crs(geotiff, tmp_path: Path) -> No
     path = geotiff(np.full((1, 256, 256), 7, dtype=np.uint8))
     run = run_batch(open_scene(path), AD_HOC, tmp_path / "run.zarr", scheduler="threads")
     assert run.attrs["scene"]["crs"]
+
+
+def test_scene_blocks_of_an_in_memory_array_are_the_blocks_of_one_chunk() -> None:
+    # Was: TypeError ('NoneType' object is not subscriptable): a numpy array has no chunks.
+    scene = _no_crs_scene().compute()
+    assert scene.chunks is None
+    grid, blocks = scene_blocks(scene)
+    assert [(b.rows, b.cols) for b in blocks] == [(1, 2)]
+    assert grid.shape == (1, 2)
