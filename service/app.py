@@ -56,7 +56,7 @@ from service.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from service.paths import MAX_PATH_CHARS, list_rasters
 from service.public import client_error, describe_exception, public_lineage
 from service.remote import RemoteRoot, recheck, remote_error
-from service.scenes import OpenScene, SceneStore
+from service.scenes import OpenScene, SceneStore, check_model
 from service.schemas import (
     ErrorBody,
     Health,
@@ -136,6 +136,10 @@ class Runtime:
 
     _turn: Iterator[int] = field(default_factory=itertools.count, repr=False)
 
+    @property
+    def allow_mismatch(self) -> bool:
+        return self.settings.allow_model_mismatch
+
     def require_model(self) -> ModelArtifact:
         if self.artifact is None:
             raise ModelNotReadyError
@@ -193,6 +197,7 @@ class Runtime:
     def infer_tile(self, request: SceneTileRequest, artifact: ModelArtifact) -> SceneTileResponse:
         opened = self.scene(request.scene)
         grid, row, col = opened.grid, request.row, request.col
+        check_model(artifact, opened, tile_size=grid.tile_size, allow=self.allow_mismatch)
         if row >= grid.rows or col >= grid.cols:
             raise self.outside_grid(opened, row, col)
         pixels = self.read(opened, row, col, grid)
@@ -249,6 +254,7 @@ class Runtime:
                 "tile_path form; ask for its tiles with scene, row and col"
             )
         side = max(opened.height, opened.width)
+        check_model(artifact, opened, tile_size=side, allow=self.allow_mismatch)
         whole = TileGrid(opened.height, opened.width, opened.grid.transform, side, "pad")
         pixels = self.read(opened, 0, 0, whole)
         out = infer_block(

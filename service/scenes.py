@@ -27,6 +27,8 @@ import xarray as xr
 from satdask.core.grid import TileGrid
 from satdask.errors import GridError, SatdaskError, SceneError
 from satdask.io.geotiff import RasterSource
+from satdask.io.registry import ModelArtifact
+from satdask.models.base import describe_inputs, input_mismatches
 from satdask.views.scene import open_scene, scene_nodata, scene_source
 from satdask.views.tiles import scene_grid
 from service.errors import NotFoundError
@@ -58,6 +60,30 @@ class OpenScene:
     @property
     def width(self) -> int:
         return self.grid.width
+
+
+class ModelMismatchError(SceneError):
+    """A scene unlike those the loaded model was trained on: what batch refuses too."""
+
+
+def check_model(artifact: ModelArtifact, opened: OpenScene, *, tile_size: int, allow: bool) -> None:
+    """Refuse a scene whose bands, dtype or tile size differ from the model's training.
+
+    The same comparison and words as batch (`satdask.models.base.input_mismatches`), so
+    the service cannot answer a request that a batch run over the scene would refuse.
+    """
+    trained = (artifact.model.lineage or {}).get("config") or {}
+    bands, dtype = opened.bands, opened.dtype
+    mismatch = input_mismatches(trained, bands=bands, dtype=dtype, tile_size=tile_size)
+    if mismatch and not allow:
+        was = describe_inputs(
+            len(trained.get("bands", [])), trained.get("dtype"), trained.get("tile_size")
+        )
+        raise ModelMismatchError(
+            f"{opened.path}: model {artifact.id} was trained on {was}, this scene has "
+            f"{describe_inputs(bands, dtype, tile_size)} ({'; '.join(mismatch)}); serve a "
+            "model trained on such scenes, or set SATDASK_ALLOW_MODEL_MISMATCH=true"
+        )
 
 
 @dataclass(frozen=True)

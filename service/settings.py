@@ -90,6 +90,14 @@ class Settings:
     gdal_cachemax: int = 256
     access_log: bool = False
     log_level: str = "info"
+    # Hostile files (service/README.md, "Files under the data root"): refused before GDAL
+    # reads more than the TIFF header, or before a model answers for a scene unlike its own.
+    allow_model_mismatch: bool = False
+    allow_hard_links: bool = False
+    max_scene_side: int = 131072
+    max_scene_pixels: int = 2**32
+    max_block_bytes: int = 8 * 1024 * 1024
+    max_read_bytes: int = 128 * 1024 * 1024
 
     def __post_init__(self) -> None:
         for name, parse in _PARSERS.items():
@@ -166,4 +174,10 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "gdal_cachemax": _positive_int(f"{PREFIX}GDAL_CACHEMAX"),
     "access_log": _boolean(f"{PREFIX}ACCESS_LOG"),
     "log_level": lambda v: str(v).lower(),
+    "allow_model_mismatch": _boolean(f"{PREFIX}ALLOW_MODEL_MISMATCH"),
+    "allow_hard_links": _boolean(f"{PREFIX}ALLOW_HARD_LINKS"),
+    "max_scene_side": _positive_int(f"{PREFIX}MAX_SCENE_SIDE"),
+    "max_scene_pixels": _positive_int(f"{PREFIX}MAX_SCENE_PIXELS"),
+    "max_block_bytes": _positive_int(f"{PREFIX}MAX_BLOCK_BYTES"),
+    "max_read_bytes": _positive_int(f"{PREFIX}MAX_READ_BYTES"),
 }

@@ -85,7 +85,13 @@ def make_client(
     clients: list[TestClient[Litestar]] = []
 
     def make(**overrides: Any) -> TestClient[Litestar]:
-        options: dict[str, Any] = {"data_root": data.root, "model": str(sample_registry)}
+        # The corpus holds scenes of every band count and dtype, all served with the sample
+        # model (4 bands of uint16): the model check is tested in test_model_check.py.
+        options: dict[str, Any] = {
+            "data_root": data.root,
+            "model": str(sample_registry),
+            "allow_model_mismatch": True,
+        }
         options.update(overrides)
         client = TestClient(create_app(Settings(**options)))
         client.__enter__()

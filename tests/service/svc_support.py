@@ -128,7 +128,10 @@ def running_server(
     cmd = serve_command(
         "--data-root", str(data_root), "--model", str(registry), "--port", str(port)
     )
-    variables = clean_env(SATDASK_API_KEY=API_KEY, **(env or {}))
+    # the corpora serve scenes of other bands than the sample model's (test_model_check.py)
+    variables = clean_env(
+        SATDASK_API_KEY=API_KEY, SATDASK_ALLOW_MODEL_MISMATCH="true", **(env or {})
+    )
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env=variables, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
