@@ -52,7 +52,7 @@ the scene's sha256 and the config.
 """
 
 # --debug is accepted before or after the command name.
-_COMMON = argparse.ArgumentParser(add_help=False)
+_COMMON = _Parser(add_help=False)
 _COMMON.add_argument(
     "--debug", action="store_true", default=argparse.SUPPRESS, help="print tracebacks on errors"
 )
@@ -63,7 +63,7 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpF
 
 
 def _command(
-    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str, *, help: str
+    subparsers: argparse._SubParsersAction[_Parser], name: str, *, help: str
 ) -> argparse.ArgumentParser:
     return subparsers.add_parser(
         name, help=help, description=help, parents=[_COMMON], formatter_class=_Help
@@ -71,8 +71,8 @@ def _command(
 
 
 def _group(
-    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str, *, help: str
-) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    subparsers: argparse._SubParsersAction[_Parser], name: str, *, help: str
+) -> argparse._SubParsersAction[_Parser]:
     """A command of subcommands; alone, it prints its usage instead of an error."""
     parser = _command(subparsers, name, help=help)
     parser.set_defaults(func=None, usage_of=parser)
