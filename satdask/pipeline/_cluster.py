@@ -35,7 +35,8 @@ def check_scheduler(scheduler: str | Client | None) -> None:
 def describe(scheduler: str | Client | None) -> str:
     if scheduler is None or isinstance(scheduler, str):
         return scheduler or "local"
-    return f"client:{scheduler.scheduler.address}"
+    rpc = scheduler.scheduler  # None until the client has connected
+    return f"client:{rpc.address if rpc is not None else 'not connected'}"
 
 
 @contextmanager
