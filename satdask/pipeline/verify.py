@@ -161,7 +161,7 @@ def _arrays(
         except Exception as exc:  # a corrupt chunk: codec errors have no common base
             checks.append(Check(label, "fail", f"cannot be read ({type(exc).__name__}: {exc})"))
             continue
-        checks.append(Check(label, "pass", f"{dtype} {shape[0]} x {shape[1]} tiles"))
+        checks.append(Check(label, "pass", f"{dtype} {array.shape[0]} x {array.shape[1]} tiles"))
         yield name, values
 
 
