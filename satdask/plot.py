@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
     from matplotlib.collections import LineCollection
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure, SubFigure
     from pandas.io.formats.style import Styler
     from rasterio.windows import Window
 
@@ -277,7 +277,8 @@ def _coarsened(
     rows, cols = mean.sizes["y"] * factor, mean.sizes["x"] * factor
     xs = (tf.c, tf.c + tf.a * cols)
     ys = (tf.f, tf.f + tf.e * rows)
-    return values, np.isfinite(values).all(axis=0), (min(xs), max(xs), min(ys), max(ys))
+    complete = np.asarray(np.isfinite(values).all(axis=0))
+    return values, complete, (min(xs), max(xs), min(ys), max(ys))
 
 
 def _out_shape(height: int, width: int, max_size: int) -> tuple[int, int]:
@@ -408,7 +409,7 @@ def prediction_map(
     alpha: float = 0.45,
     max_size: int = 1024,
     limits: Limits | None = None,
-) -> Figure:
+) -> Figure | SubFigure:
     """Each tile's class over the scene's quicklook; nodata and failed tiles marked.
 
     ``scene`` defaults to the run's own scene when that file is still there;
@@ -427,6 +428,7 @@ def prediction_map(
     ds = result.dataset()
     prediction, status = ds["prediction"].values, ds["status"].values
     grid = _run_grid(result, ds)
+    fig: Figure | SubFigure  # `ax` may be on a subfigure
     if ax is None:
         fig, ax = plt.subplots(figsize=(7, 7), layout="constrained")
     else:
