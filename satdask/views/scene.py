@@ -211,9 +211,7 @@ class ArrayPixels:
     @classmethod
     def of(cls, scene: xr.DataArray) -> ArrayPixels:
         origin = scene.attrs.get("source")
-        labels: Sequence[Any] = (
-            np.atleast_1d(scene["band"].values) if "band" in scene.coords else []
-        )
+        labels = np.atleast_1d(scene["band"].values) if "band" in scene.coords else np.empty(0)
         numbers = [int(b) for b in labels if isinstance(b, int | np.integer)]
         bands = (
             numbers if len(numbers) == scene.sizes["band"] else range(1, scene.sizes["band"] + 1)
