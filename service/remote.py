@@ -214,7 +214,7 @@ def recheck(root: RemoteRoot, url: str, message: str) -> tuple[StoreFailure, str
     failed = look(root, url)
     if failed is None:
         return None
-    failure, text = failed
-    if failure == "missing" or failure == "unavailable":
-        return failure, text
+    found, text = failed
+    if found == "missing" or found == "unavailable":
+        return found, text
     return None
