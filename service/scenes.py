@@ -26,8 +26,8 @@ import xarray as xr
 
 from satdask.core.grid import TileGrid
 from satdask.errors import GridError, SatdaskError, SceneError
-from satdask.io.geotiff import RasterSource
 from satdask.io.registry import ModelArtifact
+from satdask.io.source import PixelSource
 from satdask.models.base import describe_inputs, input_mismatches
 from satdask.views.scene import open_scene, scene_nodata, scene_source
 from satdask.views.tiles import scene_grid
@@ -51,7 +51,7 @@ class OpenScene:
     dtype: str
     bands: int
     stamp: tuple[int, int]
-    source: RasterSource  # the file and bands behind `scene`, built once (see Runtime.read)
+    source: PixelSource  # the file and bands behind `scene`, built once (see Runtime.read)
 
     @property
     def height(self) -> int:
@@ -182,9 +182,9 @@ class SceneStore:
         except SatdaskError as exc:
             # The look found a TIFF: a scene check (no CRS, ...) fails on the file itself,
             # while GDAL failing now means the store stopped answering in between.
-            failure = store_failure(str(exc), url) if type(exc) is SceneError else None
-            if failure is not None:
-                return failure, None, remote_error(rel, url, failure, str(exc))
+            lost = store_failure(str(exc), url) if type(exc) is SceneError else None
+            if lost is not None:
+                return lost, None, remote_error(rel, url, lost, str(exc))
             return "unreadable", None, client_error(exc, rel)
 
     def _open(self, rel: str, real: Path, stamp: tuple[int, int]) -> _Entry:
