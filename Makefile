@@ -51,12 +51,14 @@ test: $(VENV)/.installed-dev $(AIRFLOW_VENV)/.installed-airflow
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	SATDASK_AIRFLOW_PYTHON=$(abspath $(AIRFLOW_PY)) $(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff format .
