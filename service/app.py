@@ -20,14 +20,15 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from time import perf_counter
 from typing import Annotated, Any
 
 import msgspec
 import numpy as np
-from litestar import Litestar, MediaType, Request, Response, get, post
+from litestar import HttpMethod, Litestar, MediaType, Request, Response, get, post, route
 from litestar.enums import RequestEncodingType
-from litestar.exceptions import SerializationException
+from litestar.exceptions import HTTPException, SerializationException
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -42,7 +43,7 @@ from satdask.core.inference import infer_block
 from satdask.io._gdal import gdal_message
 from satdask.io.geotiff import read_retries
 from satdask.io.registry import ModelArtifact, ModelRegistry, parse_model_ref
-from service.auth import PUBLIC, api_key_guard
+from service.auth import PUBLIC, api_key_guard, host_guard
 from service.docs import CSP, render_docs
 from service.errors import (
     ListingUnsupportedError,
@@ -52,8 +53,9 @@ from service.errors import (
     TileReadError,
 )
 from service.gdal import configure_service_gdal, restore_gdal_env
+from service.listing import Bounds, SceneListing
 from service.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
-from service.paths import MAX_PATH_CHARS, list_rasters
+from service.paths import MAX_PATH_CHARS
 from service.public import client_error, describe_exception, public_lineage
 from service.remote import RemoteRoot, recheck, remote_error
 from service.scenes import OpenScene, SceneStore, check_model
@@ -79,7 +81,6 @@ from service.settings import Settings
 
 log = logging.getLogger("satdask.service")
 
-MAX_LISTED_SCENES = 10_000
 SCHEMA_PATH = "/schema"
 OPENAPI_PATH = f"{SCHEMA_PATH}/openapi.json"
 DOCS_PATH = "/docs"
@@ -90,6 +91,8 @@ _ERROR_TEXT = {
     404: "No such scene under the data root (or one that may not be read), or a tile "
     "outside the grid.",
     413: "Request body over the size limit.",
+    414: "Request line over SATDASK_MAX_REQUEST_LINE bytes (refused before routing).",
+    415: "A body sent without Content-Type: application/json.",
     422: "The file is not a readable raster, or the tile cannot be decoded.",
     501: "The data root is remote (an http(s):// or s3:// prefix), which cannot be listed.",
     502: "The remote data root did not answer (network, credentials or a server error).",
@@ -101,14 +104,26 @@ class ServiceRequest(Request[Any, Any, Any]):
     """A request whose JSON body, if not valid UTF-8, is malformed JSON: 400, not 500.
 
     msgspec raises UnicodeDecodeError for invalid UTF-8 inside a JSON string rather than
-    its DecodeError (msgspec#714), and Litestar turns only the latter into a 400.
+    its DecodeError (msgspec#714), and RecursionError for arrays or objects nested about
+    1,000 deep (2 KB of brackets); Litestar turns only DecodeError into a 400. A body
+    not labelled `application/json` is refused (415) before it is read: a web page can
+    post `text/plain` across sites without asking, but not JSON.
     """
 
     async def json(self) -> Any:
+        media_type = self.content_type[0].lower()
+        if media_type != "application/json":
+            given = repr(media_type[:40]) if media_type else "none"
+            raise HTTPException(
+                status_code=415,
+                detail=f"Content-Type must be application/json for a JSON body, got {given}",
+            )
         try:
             return await super().json()
         except UnicodeDecodeError:
             raise SerializationException("JSON is malformed: not valid UTF-8") from None
+        except RecursionError:
+            raise SerializationException("JSON is malformed: nested too deeply") from None
 
 
 def _errors(*codes: int) -> dict[int, ResponseSpec]:
@@ -133,6 +148,7 @@ class Runtime:
     metrics: Metrics
     artifact: ModelArtifact | None = None
     executors: list[ThreadPoolExecutor] = field(default_factory=list, repr=False)
+    listing: SceneListing | None = field(default=None, repr=False)  # GET /scenes (local root)
 
     _turn: Iterator[int] = field(default_factory=itertools.count, repr=False)
 
@@ -338,6 +354,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
         else:
             log.warning("no model configured: /ready and /infer answer 503")
         metrics.set_model(rt.artifact)
+        if isinstance(settings.data_root, Path):
+            rt.listing = SceneListing(
+                settings.data_root,
+                Bounds(
+                    max_scenes=settings.list_max_scenes,
+                    max_entries=settings.list_max_entries,
+                    max_depth=settings.list_max_depth,
+                    seconds=settings.list_seconds,
+                ),
+                cache_seconds=settings.list_cache_seconds,
+                metrics=metrics,
+            )
         try:
             yield
         finally:
@@ -345,6 +373,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             metrics.set_model(None)
             for executor in rt.executors:
                 executor.shutdown(wait=True, cancel_futures=True)
+            if rt.listing is not None:
+                rt.listing.close()
             restore_gdal_env(previous)
 
     @post(
@@ -353,7 +383,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         summary="Predict one tile",
         description="`{tile_path}`: a whole raster as one tile (the reference pipeline's "
         "contract). `{scene, row, col}`: one tile of a scene in the service's tile grid.",
-        responses=_errors(400, 401, 404, 413, 422, 502, 503),
+        responses=_errors(400, 401, 404, 413, 415, 422, 502, 503),
     )
     async def infer(
         data: Annotated[InferRequest, Body(media_type=RequestEncodingType.JSON)],
@@ -371,20 +401,21 @@ def create_app(settings: Settings | None = None) -> Litestar:
         "/scenes",
         summary="List the rasters under the data root",
         description="A local data root only: under a remote one (an http(s):// or s3:// "
-        "prefix) the answer is 501, and scenes are named by a path the client knows.",
+        "prefix) the answer is 501, and scenes are named by a path the client knows. "
+        "The walk is bounded (`truncated` and `reason` say where it stopped), runs on its "
+        "own thread, and its answer is reused for SATDASK_LIST_CACHE_SECONDS.",
         responses=_errors(401, 501),
     )
     async def scenes() -> SceneList:
-        root = settings.data_root
-        if isinstance(root, RemoteRoot):
+        if isinstance(settings.data_root, RemoteRoot) or rt.listing is None:
             raise ListingUnsupportedError
-        found, truncated = await rt.in_thread(lambda: list_rasters(root, limit=MAX_LISTED_SCENES))
-        return SceneList(scenes=found, truncated=truncated)
+        found = await rt.listing.get()
+        return SceneList(scenes=found.scenes, truncated=found.truncated, reason=found.reason)
 
     @get(
         "/scenes/info",
         summary="A scene's CRS, shape, bands, dtype and tile grid",
-        responses=_errors(400, 401, 404, 422, 502),
+        responses=_errors(400, 401, 404, 414, 422, 502),
     )
     async def scene_info(
         path: Annotated[
@@ -424,7 +455,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         """Where Litestar's Swagger UI was (blank offline): the docs page now."""
         return Redirect(DOCS_PATH, status_code=308)
 
-    @get("/health", summary="Liveness (needs no API key)", opt={PUBLIC: True}, security=[{}])
+    @route(
+        "/health",
+        http_method=[HttpMethod.GET, HttpMethod.HEAD],
+        summary="Liveness (needs no API key)",
+        opt={PUBLIC: True},
+        security=[{}],
+    )
     async def health() -> Health:
         return Health(status="ok")
 
@@ -480,7 +517,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[lifespan],
         middleware=[MetricsMiddleware(metrics)],
         exception_handlers={Exception: handle_error},
-        guards=[api_key_guard(settings.api_key)] if settings.api_key else [],
+        guards=[
+            guard
+            for guard in (
+                host_guard(settings.allowed_hosts) if settings.allowed_hosts else None,
+                api_key_guard(settings.api_key) if settings.api_key else None,
+            )
+            if guard is not None
+        ],
         request_max_body_size=settings.max_body_bytes,
         request_class=ServiceRequest,
         type_decoders=[(is_infer_request, decode_infer_request)],

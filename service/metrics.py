@@ -88,6 +88,27 @@ class Metrics:
             ("outcome",),
             registry=r,
         )
+        self.refused = Counter(
+            "satdask_http_refused",
+            "Connections and requests refused or closed by the server's bounds, by reason: "
+            "request_line (414), headers (431), timeout (408, or an idle socket closed), "
+            "connections (503: at the limit, none idle), evicted (an idle connection closed "
+            "to make room) and in_flight (503: too many requests being handled).",
+            ("reason",),
+            registry=r,
+        )
+        self.listings = Counter(
+            "satdask_scene_listings",
+            "GET /scenes answers, by source: walk (a walk of the tree was started), shared "
+            "(waited for the walk under way) or cache (a recent walk's answer).",
+            ("source",),
+            registry=r,
+        )
+        self.listing_in_flight = Gauge(
+            "satdask_scene_listing_in_flight",
+            "1 while a walk of the data root for GET /scenes is running, else 0.",
+            registry=r,
+        )
         ProcessCollector(namespace="satdask", registry=r)
         self._classes = {k: self.predictions.labels(v) for k, v in CLASS_NAMES.items()}
         self._opens = {k: self.scene_opens.labels(k) for k in OPEN_OUTCOMES}
@@ -108,6 +129,9 @@ class Metrics:
 
     def count_scene_open(self, outcome: str) -> None:
         self._opens[outcome].inc()
+
+    def count_refused(self, reason: str) -> None:
+        self.refused.labels(reason).inc()
 
     def observe(self, route: str, method: str, status: int, seconds: float | None) -> None:
         key = (route, method, status)

@@ -144,6 +144,13 @@ class Ready(msgspec.Struct):
 class SceneList(msgspec.Struct):
     scenes: list[str]
     truncated: bool
+    reason: Annotated[
+        Literal["scenes", "entries", "depth", "time"] | None,
+        msgspec.Meta(
+            description="the bound that cut the listing short: scenes found, directory "
+            "entries looked at, folder depth or time (SATDASK_LIST_*); null when complete"
+        ),
+    ] = None
 
 
 class TileGridInfo(msgspec.Struct):

@@ -6,6 +6,7 @@ called (by `satdask serve`, or by uvicorn's app factory in each worker process).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -66,6 +67,41 @@ def _optional_text(value: Any) -> str | None:
     return text or None
 
 
+def _positive_number(name: str) -> Callable[[Any], float]:
+    def parse(value: Any) -> float:
+        try:
+            number = float(value) if not isinstance(value, bool) else math.nan
+        except (TypeError, ValueError):
+            number = math.nan
+        if not (math.isfinite(number) and number > 0):
+            raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
+        return number
+
+    return parse
+
+
+def _hosts(value: Any) -> str | None:
+    """Host names the service answers to, comma-separated: names or addresses without a
+    port, `*.domain` for its subdomains, `*` for any; None (unset) means the default."""
+    if value is None:
+        return None
+    names = []
+    for item in str(value).split(","):
+        name = item.strip().lower()
+        if not name:
+            continue
+        bare = name.removeprefix("*.")
+        if name != "*" and bare.count(":") >= 2 and not bare.startswith("["):
+            name = bare = f"[{bare}]"  # an IPv6 address, as a Host header writes it
+        if name != "*" and (not bare or any(c in bare for c in "*/@ ") or bare.count(":") == 1):
+            raise ConfigError(
+                f"{PREFIX}ALLOWED_HOSTS: {item.strip()!r} is not a host name (no port, "
+                "scheme or path; '*.example.org' for subdomains, '*' for any host)"
+            )
+        names.append(name)
+    return ",".join(names) or None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the service can be told; each field is `SATDASK_<FIELD>` in the environment.
@@ -98,6 +134,21 @@ class Settings:
     max_scene_pixels: int = 2**32
     max_block_bytes: int = 8 * 1024 * 1024
     max_read_bytes: int = 128 * 1024 * 1024
+
+    # Hostile clients (service/README.md, "Connections and requests"): what one client may
+    # make the server hold (service.protocol), and who may talk to it (service.auth).
+    allowed_hosts: str | None = None
+    max_request_line: int = 16 * 1024  # a valid path (1,024 chars) fits percent-encoded
+    max_header_bytes: int = 32 * 1024
+    request_timeout: float = 10.0
+    keepalive_timeout: float = 5.0
+    max_connections: int = 512
+    max_in_flight: int = 256
+    list_max_scenes: int = 10_000
+    list_max_entries: int = 100_000
+    list_max_depth: int = 16
+    list_seconds: float = 2.0
+    list_cache_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         for name, parse in _PARSERS.items():
@@ -180,4 +231,16 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "max_scene_pixels": _positive_int(f"{PREFIX}MAX_SCENE_PIXELS"),
     "max_block_bytes": _positive_int(f"{PREFIX}MAX_BLOCK_BYTES"),
     "max_read_bytes": _positive_int(f"{PREFIX}MAX_READ_BYTES"),
+    "allowed_hosts": _hosts,
+    "max_request_line": _positive_int(f"{PREFIX}MAX_REQUEST_LINE"),
+    "max_header_bytes": _positive_int(f"{PREFIX}MAX_HEADER_BYTES"),
+    "request_timeout": _positive_number(f"{PREFIX}REQUEST_TIMEOUT"),
+    "keepalive_timeout": _positive_number(f"{PREFIX}KEEPALIVE_TIMEOUT"),
+    "max_connections": _positive_int(f"{PREFIX}MAX_CONNECTIONS"),
+    "max_in_flight": _positive_int(f"{PREFIX}MAX_IN_FLIGHT"),
+    "list_max_scenes": _positive_int(f"{PREFIX}LIST_MAX_SCENES"),
+    "list_max_entries": _positive_int(f"{PREFIX}LIST_MAX_ENTRIES"),
+    "list_max_depth": _positive_int(f"{PREFIX}LIST_MAX_DEPTH"),
+    "list_seconds": _positive_number(f"{PREFIX}LIST_SECONDS"),
+    "list_cache_seconds": _positive_number(f"{PREFIX}LIST_CACHE_SECONDS"),
 }

@@ -509,9 +509,10 @@ def test_api_key_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -
 
     from types import SimpleNamespace
 
+    from litestar.datastructures import Headers
     from litestar.exceptions import NotAuthorizedException
 
-    connection = SimpleNamespace(headers={"authorization": "Bearer nope"})
+    connection = SimpleNamespace(headers=Headers({"authorization": "Bearer nope"}))
     with pytest.raises(NotAuthorizedException, match="invalid API key"):
         guard(connection, SimpleNamespace(opt={}))  # type: ignore[arg-type]
     assert calls == [(b"nope", b"k" * 20)]

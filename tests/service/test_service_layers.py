@@ -16,8 +16,8 @@ SERVICE = Path(__file__).resolve().parents[2] / "service"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("service",),  # the package: create_app and Settings
     ("service.server",),  # `satdask serve`: settings, GDAL options, then uvicorn
-    ("service.app",),
-    ("service.scenes", "service.schemas", "service.docs", "service.settings"),
+    ("service.app", "service.protocol"),
+    ("service.scenes", "service.schemas", "service.docs", "service.settings", "service.listing"),
     ("service.auth", "service.metrics", "service.gdal", "service.loadgen"),
     ("service.public",),  # what a client may see: names, messages, error bodies
     ("service.remote",),
