@@ -109,8 +109,11 @@ def write_run(
 
 
 def encode_attrs(attrs: Mapping[str, Any]) -> str:
-    """The run record as one JSON string: nested dicts are no attribute netCDF can hold."""
-    return json.dumps(attrs, sort_keys=True, allow_nan=False)
+    """The run record as one JSON string: nested dicts are no attribute netCDF can hold.
+
+    A float scene's nodata may be NaN, which Python's json writes and reads as NaN.
+    """
+    return json.dumps(attrs, sort_keys=True)
 
 
 def decode_attrs(value: object) -> dict[str, Any] | None:

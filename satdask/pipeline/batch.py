@@ -32,7 +32,7 @@ from satdask.core.grid import Block, EdgePolicy, TileGrid
 from satdask.core.health import HealthPolicy, health_report, summarize
 from satdask.core.inference import predict_tiles
 from satdask.core.schema import SCHEMA
-from satdask.errors import ModelError, RunError, ValidationError
+from satdask.errors import ModelError, RunError
 from satdask.io import store
 from satdask.io._gdal import gdal_message
 from satdask.io._journal import Record, RunJournal
@@ -182,12 +182,7 @@ def plan_run(
         from satdask.views.scene import scene_raster
 
         _refuse_open_options(tile_size=tile_size, tiles_per_chunk=tiles_per_chunk, bands=bands)
-        raster = scene_raster(scene)
-        if raster.info.crs is None:  # a file without one was refused when probed
-            raise ValidationError(
-                f"{raster.source.uri}: no CRS; write one (scene.rio.write_crs('EPSG:XXXX')) "
-                "before a run"
-            )
+        raster = scene_raster(scene)  # refuses an array without a CRS, as a file is
     grid = raster.grid(edge=edge)
     model_info: dict[str, Any] = (
         artifact.describe()

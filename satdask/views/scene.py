@@ -13,7 +13,7 @@ import xarray as xr
 from rasterio.errors import RasterioError
 
 from satdask.core.grid import TileGrid, Window
-from satdask.errors import SceneError
+from satdask.errors import SceneError, ValidationError
 from satdask.io._gdal import gdal_message
 from satdask.io.open import open_source, source_from_scene
 from satdask.io.source import REMOTE_RETRIES, PixelSource, SceneInfo, TiledRaster, tile_raster
@@ -148,6 +148,7 @@ def scene_raster(scene: xr.DataArray) -> TiledRaster:
     if scene.dims != ("band", "y", "x"):
         raise SceneError(f"a scene has dims (band, y, x); this array has {scene.dims}")
     source = _file_read(scene) or ArrayPixels.of(scene)
+    require_crs(scene, name=source.uri)
     tile_size = int(scene.attrs.get("tile_size", 256))
     info = SceneInfo(
         uri=source.uri,
@@ -167,6 +168,18 @@ def scene_raster(scene: xr.DataArray) -> TiledRaster:
     if aligned is None:
         return tile_raster(source, info, tile_size=tile_size, tiles_per_chunk=None)
     return TiledRaster(source, info, tile_size, aligned)
+
+
+def require_crs(scene: xr.DataArray, *, name: str | None = None) -> None:
+    """An array without a CRS has no place on a map: refuse it as a file without one is."""
+    import rioxarray  # noqa: F401  (registers the .rio accessor)
+
+    if scene.rio.crs is None:
+        name = name or str(scene.attrs.get("source") or scene.name or "the array")
+        raise ValidationError(
+            f"{name}: no CRS; write one (scene.rio.write_crs('EPSG:XXXX')) before a run",
+            uri=name,
+        )
 
 
 def _file_read(scene: xr.DataArray) -> PixelSource | None:

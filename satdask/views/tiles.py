@@ -15,7 +15,7 @@ from rasterio.crs import CRS
 from satdask.core.features import FEATURE_NAMES, block_features
 from satdask.core.grid import Block, EdgePolicy, TileGrid, check_edge, require_tiles
 from satdask.core.schema import VARIABLE_ATTRS
-from satdask.views.scene import scene_nodata
+from satdask.views.scene import require_crs, scene_nodata
 
 
 def scene_grid(scene: xr.DataArray, *, edge: EdgePolicy = "skip") -> TileGrid:
@@ -69,6 +69,7 @@ def tile_dataset(variables: Mapping[str, object], *, grid: TileGrid, crs: CRS) -
 
 def tile_features(scene: xr.DataArray, *, edge: EdgePolicy = "skip") -> xr.Dataset:
     """Lazy per-tile features: one `map_blocks` call per chunk, nothing read yet."""
+    require_crs(scene)
     grid = scene_grid(scene, edge=edge)
     t = grid.tile_size
     data = scene.data.rechunk(((scene.sizes["band"],), *tile_chunks(scene, grid)))

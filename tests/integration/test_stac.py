@@ -543,7 +543,12 @@ def test_cli_train_and_infer_take_an_item_json(catalog: Catalog, tmp_path: Path)
     assert [a["key"] for a in attrs["scene"]["stac"]["assets"]] == ["b3", "b4"]
     artifact = ModelRegistry(registry).load("latest")
     direct = run_batch(
-        catalog.sample_tif, artifact, tmp_path / "d.zarr", bands=[3, 4], scheduler="threads"
+        catalog.sample_tif,
+        artifact,
+        tmp_path / "d.zarr",
+        bands=[3, 4],
+        scheduler="threads",
+        allow_model_mismatch=True,
     )
     assert_same_arrays(out, direct.path)
     failed = satdask(

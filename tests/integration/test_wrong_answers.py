@@ -220,3 +220,9 @@ def test_tile_features_on_ordinary_256_px_chunking(rgb: Path, chunks) -> None:
     expected = features(scene)
     for name, values in features(scene.chunk(chunks)).items():
         np.testing.assert_array_equal(values, expected[name])
+
+
+def test_an_array_without_a_crs_is_refused_by_the_lazy_api_too(rgb: Path) -> None:
+    bare = open_scene(rgb).drop_vars("spatial_ref")
+    with pytest.raises(ValidationError, match="no CRS"):
+        tile_features(bare)
