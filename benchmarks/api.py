@@ -177,7 +177,7 @@ def start(cmd: list[str], port: int, env: dict[str, str]) -> subprocess.Popen[by
             raise SystemExit(f"server exited with {proc.returncode}: {err.strip()[-2000:]}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.sendall(b"GET /ready HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+                s.sendall(b"GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
                 if s.recv(64).startswith(b"HTTP/1.1 200"):
                     return proc
         except OSError:

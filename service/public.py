@@ -36,6 +36,9 @@ log = logging.getLogger("satdask.service")
 _ABSOLUTE_PATH = re.compile(r"(?<![^\s'\"(\[=])/[^\s'\",;()\[\]]+")
 # A URL (scheme://...): the host of a remote data root is the server's business.
 _URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\",;()\[\]]*")
+# What Litestar's Request.stream raises when the connection closes before the body is in:
+# the client went away (or service.protocol cut a body that stopped arriving), no bug.
+_DISCONNECTED = "client disconnected prematurely"
 
 
 def spellings(uri: str) -> tuple[str, ...]:
@@ -128,6 +131,9 @@ def describe_exception(
     """(status, JSON body, extra headers) for any exception: the single mapping point."""
     if isinstance(exc, HTTPException):
         status = exc.status_code
+        if status >= 500 and exc.detail == _DISCONNECTED:
+            log.info("a request's body did not arrive: the connection closed")
+            return 400, error_body(400, "the connection closed before the body arrived"), None
         if status >= 500:
             log.error("internal error", exc_info=exc)
             return status, error_body(status, "internal server error"), None

@@ -23,12 +23,14 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
 from support import stop_process
 from svc_support import (
     API_KEY,
@@ -40,6 +42,11 @@ from svc_support import (
     wait_until_ready,
 )
 
+from service import Settings
+from service.auth import default_hosts, host_name
+from service.errors import ConfigError
+
+Client = TestClient[Litestar]
 FD_LIMIT = 256
 MAX_REQUEST_LINE = 4096
 MAX_HEADER_BYTES = 8192
@@ -338,6 +345,30 @@ def test_slow_headers_are_cut_off(guarded: LiveServer, lenient: LiveServer) -> N
             assert sent == len(head) and answer.status == 200, answer
 
 
+def test_a_stalled_body_is_cut_off_without_an_error_log(
+    guarded: LiveServer, lenient: LiveServer
+) -> None:
+    """A request whose body stops half-way: 408 and closed (its handler is stopped, and no
+    ERROR is logged for it); the lenient server still waits for the rest."""
+    post = request("POST", "/infer", headers={"Content-Type": "application/json"}, body=INFER)
+    before = guarded.log.read_text()
+    stalled = [connect(guarded.port), connect(lenient.port)]
+    try:
+        for sock in stalled:
+            sock.sendall(post[:-10])
+        answer = read_answer(stalled[0])
+        assert answer.status == 408, answer
+        assert "not received within" in answer.json()["detail"]  # type: ignore[index]
+        assert closed_by_server(stalled[0], within=30)
+        assert still_open(stalled[1])  # control
+    finally:
+        for sock in stalled:
+            sock.close()
+    assert health_ok(guarded)
+    added = guarded.log.read_text()[len(before) :]
+    assert "ERROR" not in added and "Traceback" not in added, added
+
+
 def test_requests_over_the_in_flight_limit_get_503(guarded: LiveServer) -> None:
     """MAX_IN_FLIGHT requests held open (their bodies unfinished) fill the server; the
     next request gets a JSON 503 and is not run; once they finish, requests pass again."""
@@ -480,3 +511,40 @@ def test_head_health_is_200(guarded: LiveServer) -> None:
         assert head.status_code == 200 and head.content == b""
         assert http.get("/health").status_code == 200
         assert http.head("/no-such-route").status_code == 404  # control: HEAD is routed
+
+
+# ---------------------------------------------------------------------------
+# The Host allow-list in-process, and its setting
+# ---------------------------------------------------------------------------
+
+
+def test_an_app_built_with_an_allow_list_checks_the_host(
+    make_client: Callable[..., Client],
+) -> None:
+    """`create_app` checks Host only when `allowed_hosts` is set (`satdask serve` always sets
+    it); the TestClient's requests carry Host: testserver.local."""
+    assert make_client().get("/health").status_code == 200  # control: no list, no check
+    refused = make_client(allowed_hosts="example.org").get("/health")
+    assert refused.status_code == 400 and "Host" in refused.json()["detail"]
+    assert make_client(allowed_hosts="*.local").get("/health").status_code == 200
+    named = make_client(allowed_hosts="example.org, testserver.local")
+    assert named.get("/health", headers={"Host": "TestServer.Local.:8000"}).status_code == 200
+
+
+@pytest.mark.parametrize("value", ["a.org:8000", "http://a.org", "a.org/x", "*a.org", "u@a.org"])
+def test_a_bad_allowed_hosts_setting_names_the_variable(data: DataRoot, value: str) -> None:
+    with pytest.raises(ConfigError, match=r"SATDASK_ALLOWED_HOSTS: .* is not a host name"):
+        Settings(data_root=data.root, allowed_hosts=value)
+
+
+def test_host_names_are_compared_without_port_or_case(data: DataRoot) -> None:
+    given = Settings(data_root=data.root, allowed_hosts=" Example.ORG, ::1 ,*.x.io,")
+    assert given.allowed_hosts == "example.org,[::1],*.x.io"
+    assert default_hosts("127.0.0.1") == "127.0.0.1,localhost,[::1]"
+    assert default_hosts("::") == "[::],localhost,127.0.0.1,[::1]"
+    assert [host_name(h) for h in ("[::1]:8000", "Example.org.:80", "a.b", "[::1")] == [
+        "[::1]",
+        "example.org",
+        "a.b",
+        "[::1",
+    ]
