@@ -53,6 +53,7 @@ from service.errors import (
     TileReadError,
 )
 from service.gdal import configure_service_gdal, restore_gdal_env
+from service.limits import FileLimits
 from service.listing import Bounds, SceneListing
 from service.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from service.paths import MAX_PATH_CHARS
@@ -271,6 +272,7 @@ class Runtime:
             )
         side = max(opened.height, opened.width)
         check_model(artifact, opened, tile_size=side, allow=self.allow_mismatch)
+        self.scenes.check_whole(opened)
         whole = TileGrid(opened.height, opened.width, opened.grid.transform, side, "pad")
         pixels = self.read(opened, 0, 0, whole)
         out = infer_block(
@@ -337,6 +339,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             edge=settings.edge,
             capacity=settings.scene_cache,
             on_open=metrics.count_scene_open,
+            limits=FileLimits.of(settings),
         ),
         metrics=metrics,
     )

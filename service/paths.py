@@ -1,4 +1,4 @@
-"""Path containment: a client's relative path becomes a file under the data root, or 404.
+"""Path containment: a client's relative path becomes a file opened under the data root, or 404.
 
 The rules, each answering the same `NotFoundError` whether the file is missing or
 forbidden, so a client cannot probe what exists outside the root:
@@ -10,24 +10,32 @@ forbidden, so a client cannot probe what exists outside the root:
 - not absolute (`/`, which also covers `/vsi...`), no `~`, and no part starting
   with `.` (so no `..` and no hidden or temporary file);
 - a raster suffix from `RASTER_SUFFIXES` (so no `.vrt`), checked on the name
-  given and on the resolved target;
-- resolved (symlinks followed), the real path must be a regular file inside the
-  resolved root (`Path.is_relative_to`, never a string prefix);
-- the file must start with a TIFF signature, so GDAL only ever sees TIFF bytes,
-  whatever driver would recognise the content (a VRT named `.tif` included).
+  given and on the name links lead to;
+- opened once, by descriptor, under a descriptor of the root (`service.files`): symlinks
+  are followed only while every step stays under the root and names no hidden entry,
+  so a link reaches exactly what a client could name by itself, and nothing else;
+- a regular file with one name (`st_nlink == 1`): a hard link inside the root to a file
+  outside it cannot be told from the file itself, so files with more than one name are
+  refused unless the operator allows them (`SATDASK_ALLOW_HARD_LINKS`).
+
+What happens to the open file next (TIFF signature, header, limits) is `service.scenes`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
+import threading
 from pathlib import Path, PurePosixPath
 
 from service.errors import NotFoundError
+from service.files import Directory, OpenFile, RefusedError
+
+log = logging.getLogger("satdask.service")
 
 MAX_PATH_CHARS = 1024
 RASTER_SUFFIXES = frozenset({".tif", ".tiff"})
-TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
 _FORBIDDEN_CHARS = frozenset("\\%:~") | {chr(c) for c in range(32)} | {"\x7f"}
 
 
@@ -45,47 +53,67 @@ def check_relative(text: object) -> PurePosixPath:
     return rel
 
 
-def resolve_under(root: Path, text: object) -> tuple[str, Path, os.stat_result]:
-    """(normalised relative path, real path, stat) of a raster inside `root` (resolved).
+def open_under(root: Directory, text: object, *, hard_links: bool = False) -> tuple[str, OpenFile]:
+    """(normalised relative path, the file opened) for a client's path; NotFoundError.
 
-    Fast path: one `lstat` per component below the root; when none is a symlink the
-    real path is `root/rel` itself. Any symlink sends the path through full resolution
-    and the `is_relative_to` check.
+    Nothing after this looks the name up again: the file is read through its descriptor.
     """
     rel = check_relative(text)
-    current = str(root)
     try:
-        for part in rel.parts:
-            current = os.path.join(current, part)
-            st = os.lstat(current)
-            if stat.S_ISLNK(st.st_mode):
-                return _resolve_links(root, rel)
-    except (OSError, ValueError):  # missing, not a directory, name too long
+        file, found = root.open(rel.parts)
+    except RefusedError:
         raise NotFoundError from None
+    try:
+        _accept(rel, found, file.stat, hard_links=hard_links)
+    except NotFoundError:
+        file.close()
+        raise
+    return rel.as_posix(), file
+
+
+def resolve_under(
+    root: Path | Directory, text: object, *, hard_links: bool = False
+) -> tuple[str, Path, os.stat_result]:
+    """What `open_under` would open, looked at without opening it (for listings):
+    (normalised relative path, the path links lead to, its lstat); NotFoundError."""
+    rel = check_relative(text)
+    try:
+        directory = root if isinstance(root, Directory) else _directory(root)
+        st, found = directory.look(rel.parts)
+    except (OSError, RefusedError):
+        raise NotFoundError from None
+    _accept(rel, found, st, hard_links=hard_links)
+    return rel.as_posix(), Path(directory.path, *found), st
+
+
+def _accept(
+    rel: PurePosixPath, found: tuple[str, ...], st: os.stat_result, *, hard_links: bool
+) -> None:
+    if PurePosixPath(found[-1]).suffix.lower() not in RASTER_SUFFIXES:
+        raise NotFoundError
     if not stat.S_ISREG(st.st_mode):
         raise NotFoundError
-    return rel.as_posix(), Path(current), st
-
-
-def _resolve_links(root: Path, rel: PurePosixPath) -> tuple[str, Path, os.stat_result]:
-    try:
-        real = (root / rel).resolve(strict=True)
-        st = real.stat()
-    except (OSError, RuntimeError, ValueError):  # missing, loop, too long
-        raise NotFoundError from None
-    if not real.is_relative_to(root) or real.suffix.lower() not in RASTER_SUFFIXES:
+    if st.st_nlink > 1 and not hard_links:
+        log.debug("%s refused: a file with %d names (SATDASK_ALLOW_HARD_LINKS)", rel, st.st_nlink)
         raise NotFoundError
-    if not stat.S_ISREG(st.st_mode):
-        raise NotFoundError
-    return rel.as_posix(), real, st
 
 
-def is_tiff(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            return f.read(4) in TIFF_SIGNATURES
-    except OSError:
-        return False
+_DIRECTORIES: dict[tuple[str, int, int], Directory] = {}
+_DIRECTORIES_LOCK = threading.Lock()
+
+
+def _directory(root: Path) -> Directory:
+    """A descriptor of `root`, kept while `root` is the same directory (device, inode);
+    one dropped from this small cache closes when its last user lets go of it."""
+    st = os.stat(root)
+    key = (str(root), st.st_dev, st.st_ino)
+    with _DIRECTORIES_LOCK:
+        found = _DIRECTORIES.get(key)
+        if found is None:
+            if len(_DIRECTORIES) >= 16:
+                _DIRECTORIES.pop(next(iter(_DIRECTORIES)))
+            found = _DIRECTORIES[key] = Directory(root)
+    return found
 
 
 def list_rasters(root: Path, *, limit: int) -> tuple[list[str], bool]:

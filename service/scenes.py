@@ -1,16 +1,26 @@
-"""Scenes opened lazily, once, and kept in a bounded cache keyed by relative path.
+"""Scenes opened lazily, once, by descriptor, and kept in a bounded cache by relative path.
 
-`open_scene` builds coordinates and probes the file, so it must not run per request.
-An entry remembers the file's (size, mtime) and is reopened when they change; a
-file that cannot be opened is remembered too (with its error, which names the file by
-the client's path), so a bad file is not reprobed on every request. Entries hold no
-GDAL handle: `read_tile` keeps one handle per thread, as GDAL requires.
+A local file is opened once (`service.paths.open_under`: by descriptor, under the root's),
+and everything after goes through that descriptor: its TIFF header is read from it and
+checked against the file limits (`service.limits`) before GDAL sees the file, then GDAL
+reads it as `/proc/self/fd/N`, for the metadata and on every reader thread. No name is
+looked up again, so a name swapped for a symlink after the check changes nothing. The
+descriptor stays open while the scene is cached or a request holds it.
+
+An entry is valid while the file at the client's path is the same (device, inode, size,
+mtime): each request opens the path anew (a few microseconds) and compares. A file that
+cannot be served is remembered too (with its error, which names the file by the client's
+path), so a bad file is not reprobed on every request. Scenes are built from the header
+and GDAL's metadata, without the coordinate arrays of a scene view: a scene costs the same
+whatever size it claims. Entries hold no GDAL handle: `RasterSource.read` keeps one per
+thread, as GDAL requires.
 
 Under a remote root (`service.remote`) there is nothing to stat without a request, so
 remote files are taken as immutable, as COGs in object storage are: an opened scene is
 kept until evicted, and only opened scenes are kept. A failed look is asked again next
 time, so a scene uploaded after a client asked for it is found, and a store that did not
-answer once is not remembered as broken.
+answer once is not remembered as broken. A remote scene gets the size limits, not the
+block limits, which need its header's bytes.
 """
 
 from __future__ import annotations
@@ -21,37 +31,37 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import xarray as xr
-
-from satdask.core.grid import TileGrid
-from satdask.errors import GridError, SatdaskError, SceneError
+from satdask.core.grid import TileGrid, check_edge
+from satdask.errors import SatdaskError, SceneError
+from satdask.io.geotiff import RasterSource, probe_uri
 from satdask.io.registry import ModelArtifact
-from satdask.io.source import PixelSource
+from satdask.io.source import PixelSource, check_scene
 from satdask.models.base import describe_inputs, input_mismatches
-from satdask.views.scene import open_scene, scene_nodata, scene_source
-from satdask.views.tiles import scene_grid
-from service.errors import NotFoundError
-from service.paths import is_tiff, resolve_under
+from service.errors import NotFoundError, RasterTooLargeError
+from service.files import Directory, OpenFile
+from service.limits import FileLimits
+from service.paths import open_under
 from service.public import client_error
 from service.remote import RemoteRoot, look, remote_error, store_failure
+from service.tiff import Layout, NotTiffError, TiffHeaderError, read_layout
 
 REMOTE_STAMP = (0, 0)  # what RasterSource uses for a URL, too
 
 
 @dataclass(frozen=True)
 class OpenScene:
-    """A scene from `open_scene`, its tile grid under the service's policy, and facts."""
+    """A scene's tile grid under the service's policy, the source to read it, and facts."""
 
     path: str  # relative to the data root
-    scene: xr.DataArray
     grid: TileGrid
     nodata: float | None
     crs: str
     dtype: str
     bands: int
-    stamp: tuple[int, int]
-    source: PixelSource  # the file and bands behind `scene`, built once (see Runtime.read)
+    stamp: tuple[int, ...]  # (device, inode, size, mtime) of a local file
+    source: PixelSource  # every band of the file, built once (see Runtime.read)
+    file: OpenFile | None = None  # a local file's descriptor, open while this is alive
+    layout: Layout | None = None  # a local file's TIFF header
 
     @property
     def height(self) -> int:
@@ -88,7 +98,7 @@ def check_model(artifact: ModelArtifact, opened: OpenScene, *, tile_size: int, a
 
 @dataclass(frozen=True)
 class _Entry:
-    stamp: tuple[int, int]
+    stamp: tuple[int, ...]
     scene: OpenScene | None
     error: SatdaskError | None
 
@@ -102,18 +112,21 @@ class SceneStore:
         edge: str,
         capacity: int,
         on_open: Callable[[str], None] | None = None,
+        limits: FileLimits | None = None,
     ) -> None:
         self.root = root
         self.tile_size = tile_size
         self.edge = edge
         self.capacity = capacity
+        self.limits = limits or FileLimits()
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
+        self._directory: Directory | None = None
         self.opened = 0  # scenes opened since start (for tests and metrics)
         # Told the outcome (one of service.metrics.OPEN_OUTCOMES) of every file looked at
-        # after `resolve_under`. Nothing else in the service opens a file from a client's
-        # path (tile reads reopen only scenes counted "ok"), so a count that does not move
-        # proves that the requests meanwhile opened nothing.
+        # after `open_under`. Nothing else in the service opens a file from a client's
+        # path (tile reads reopen only scenes counted "ok", by descriptor), so a count that
+        # does not move proves that the requests meanwhile opened nothing.
         self._on_open = on_open
 
     def __len__(self) -> int:
@@ -123,14 +136,16 @@ class SceneStore:
         """The open scene at a client's relative path; NotFoundError or the open error."""
         if isinstance(self.root, RemoteRoot):
             return self._get_remote(self.root, text)
-        rel, real, st = resolve_under(self.root, text)
-        stamp = (st.st_size, st.st_mtime_ns)
+        rel, file = open_under(self._root_directory(), text, hard_links=self.limits.hard_links)
+        stamp = file.stamp
         with self._lock:
             entry = self._entries.get(rel)
             if entry is not None and entry.stamp == stamp:
                 self._entries.move_to_end(rel)
-        if entry is None or entry.stamp != stamp:
-            entry = self._open(rel, real, stamp)
+        if entry is not None and entry.stamp == stamp:
+            file.close()  # the cached scene holds a descriptor of this same file
+        else:
+            entry = self._open(rel, file, stamp)
             with self._lock:
                 self._entries[rel] = entry
                 self._entries.move_to_end(rel)
@@ -140,6 +155,24 @@ class SceneStore:
             raise entry.error
         assert entry.scene is not None
         return entry.scene
+
+    def check_whole(self, opened: OpenScene) -> None:
+        """Refuse a read of the whole raster (`tile_path`) that decompresses too much."""
+        if opened.layout is not None:
+            problem = self.limits.whole(opened.path, opened.layout)
+            if problem is not None:
+                raise RasterTooLargeError(problem)
+
+    def _root_directory(self) -> Directory:
+        """The data root's descriptor, opened at the first request."""
+        assert isinstance(self.root, Path)
+        with self._lock:
+            if self._directory is None:
+                try:
+                    self._directory = Directory(self.root)
+                except OSError:
+                    raise NotFoundError from None
+            return self._directory
 
     def forget(self, rel: str) -> None:
         """Drop a scene whose remote file turned out to be gone, so it is looked at again."""
@@ -187,49 +220,72 @@ class SceneStore:
                 return lost, None, remote_error(rel, url, lost, str(exc))
             return "unreadable", None, client_error(exc, rel)
 
-    def _open(self, rel: str, real: Path, stamp: tuple[int, int]) -> _Entry:
+    def _open(self, rel: str, file: OpenFile, stamp: tuple[int, ...]) -> _Entry:
         self.opened += 1
-        outcome, entry = self._load(rel, real, stamp)
+        outcome, entry = self._load(rel, file, stamp)
+        if entry.scene is None:
+            file.close()
         if self._on_open is not None:
             self._on_open(outcome)
         return entry
 
-    def _load(self, rel: str, real: Path, stamp: tuple[int, int]) -> tuple[str, _Entry]:
-        if stamp[0] == 0:
+    def _load(self, rel: str, file: OpenFile, stamp: tuple[int, ...]) -> tuple[str, _Entry]:
+        """(outcome, entry): the header from the descriptor, the limits, then GDAL."""
+        if file.stat.st_size == 0:
             return "empty", _Entry(stamp, None, SceneError(f"{rel}: file is empty"))
-        if not is_tiff(real):
+        try:
+            layout = read_layout(file.pread)
+        except NotTiffError:
             error = SceneError(f"{rel}: not a readable raster (not a TIFF)")
             return "not_tiff", _Entry(stamp, None, error)
+        except (TiffHeaderError, OSError) as exc:
+            error = SceneError(f"{rel}: not a readable raster (TIFF header: {exc})")
+            return "unreadable", _Entry(stamp, None, error)
+        refused = self.limits.layout(rel, layout, tile_size=self.tile_size)
+        if refused is not None:
+            return "unreadable", _Entry(stamp, None, SceneError(refused))
         try:
-            opened = self._scene(rel, real, stamp)
-        except NotFoundError:
-            raise
+            opened = self._scene(rel, file.path, stamp, file=file, layout=layout)
         except SatdaskError as exc:
             return "unreadable", _Entry(stamp, None, client_error(exc, rel))
         return "ok", _Entry(stamp, opened, None)
 
-    def _scene(self, rel: str, target: Path | str, stamp: tuple[int, int]) -> OpenScene:
-        """`open_scene` on a file or URL, with the tile grid under the service's policy."""
-        scene = open_scene(target, tile_size=self.tile_size)
-        try:
-            grid = scene_grid(scene, edge=self.edge)  # type: ignore[arg-type]
-        except GridError:  # no full tile under 'skip': an empty grid, every tile is 404
-            grid = TileGrid(
-                scene.sizes["y"],
-                scene.sizes["x"],
-                scene.rio.transform(recalc=False),
-                self.tile_size,
-                self.edge,  # type: ignore[arg-type]
-            )
-        crs = scene.rio.crs
+    def _scene(
+        self,
+        rel: str,
+        uri: str,
+        stamp: tuple[int, ...],
+        *,
+        file: OpenFile | None = None,
+        layout: Layout | None = None,
+    ) -> OpenScene:
+        """GDAL's metadata of `uri` as is (never resolved), checked as batch checks it
+        (with the service's size limits), and the tile grid under the service's policy."""
+        info = probe_uri(uri)
+        if layout is not None and (info.width, info.height, info.count) != (
+            layout.width,
+            layout.height,
+            layout.bands,
+        ):
+            raise SceneError(f"{rel}: not a readable raster (its TIFF header and GDAL disagree)")
+        refused = self.limits.size(rel, info.height, info.width)
+        if refused is not None:
+            raise SceneError(refused)
+        check_scene(info, max_side=self.limits.max_side, max_pixels=self.limits.max_pixels)
+        bands = tuple(range(1, info.count + 1))
+        # under 'skip' a scene smaller than a tile has an empty grid: every tile is 404
+        grid = TileGrid(
+            info.height, info.width, info.transform, self.tile_size, check_edge(self.edge)
+        )
         return OpenScene(
             path=rel,
-            scene=scene,
             grid=grid,
-            nodata=scene_nodata(scene),
-            crs=crs.to_string() if crs else "",
-            dtype=str(np.dtype(scene.dtype)),
-            bands=int(scene.sizes["band"]),
+            nodata=None if info.nodata is None else float(info.nodata),
+            crs=info.crs.to_string() if info.crs else "",
+            dtype=info.dtype,
+            bands=info.count,
             stamp=stamp,
-            source=scene_source(scene),
+            source=RasterSource(uri, bands, stamp),
+            file=file,
+            layout=layout,
         )

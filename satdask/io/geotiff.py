@@ -49,7 +49,16 @@ def read_retries() -> int:
 
 def probe(source: str | os.PathLike[str]) -> SceneInfo:
     """Read a raster's metadata; `SceneError` names the file when it is no raster."""
-    uri = normalize_uri(source)
+    return probe_uri(normalize_uri(source))
+
+
+def probe_uri(uri: str) -> SceneInfo:
+    """`probe` of a name opened exactly as given: no check by name, no `resolve()`.
+
+    For a caller that vetted the file itself, e.g. the service, which opens a file by
+    descriptor and hands GDAL `/proc/self/fd/N`: resolving that would turn it back into
+    a name that can be swapped.
+    """
     try:
         with _open(uri) as src:
             return SceneInfo(
@@ -85,20 +94,22 @@ def _acquisition_time(src: rasterio.io.DatasetReader) -> str | None:
 class RasterSource:
     """What a task needs to read pixels: the URI and bands, never an open handle.
 
-    `stamp` (size and mtime of a local file) keys the per-thread handle cache, so
-    a file rewritten in place is reopened rather than read through a stale handle.
+    `stamp` (device, inode, size and mtime of a local file; zeros for a URL) keys the
+    per-thread handle cache, so a file rewritten or replaced is reopened rather than read
+    through a stale handle, and a name such as `/proc/self/fd/N`, whose number a later
+    file may get, never finds the handle of another file.
     """
 
     uri: str
     bands: tuple[int, ...]
-    stamp: tuple[int, int] = (0, 0)
+    stamp: tuple[int, ...] = (0, 0)
 
     @classmethod
     def of(cls, uri: str, bands: Sequence[int]) -> RasterSource:
-        stamp = (0, 0)
+        stamp: tuple[int, ...] = (0, 0)
         if not is_remote(uri):
             st = os.stat(uri)
-            stamp = (st.st_size, st.st_mtime_ns)
+            stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         return cls(uri, tuple(int(b) for b in bands), stamp)
 
     def read(self, window: Window, *, retries: int = REMOTE_RETRIES) -> np.ndarray:
@@ -144,7 +155,7 @@ class RasterSource:
         return info, (info,)
 
     def _dataset(self) -> rasterio.io.DatasetReader:
-        handles: OrderedDict[tuple[str, tuple[int, int]], Any] | None = getattr(
+        handles: OrderedDict[tuple[str, tuple[int, ...]], Any] | None = getattr(
             _local, "handles", None
         )
         if handles is None:

@@ -10,6 +10,7 @@ Nothing here opens a file.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -26,10 +27,17 @@ from satdask.core.grid import (
     check_edge,
     check_tile_size,
     require_tiles,
+    size_text,
 )
 from satdask.errors import SceneError, ValidationError
 
 TARGET_CHUNK_BYTES = 24 * 1024 * 1024
+# The largest scene opened, checked right after the header is read and before anything is
+# built: a header of a few hundred bytes can claim 200,000,000 px a side, and a scene
+# view holds float64 coordinates for every row and column (8 MB per million). Override
+# with SATDASK_MAX_SIDE / SATDASK_MAX_PIXELS, or set these (read at each check).
+MAX_SCENE_SIDE = 1 << 20  # 1,048,576 px: 8 MB of coordinates a side
+MAX_SCENE_PIXELS = 1 << 34  # 17.2 billion px, e.g. 131,072 x 131,072
 REMOTE_RETRIES = 3
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
@@ -203,14 +211,68 @@ def tile_raster(
     return TiledRaster(source, info, tile_size, grid.pixel_chunks(per_chunk))
 
 
-def check_scene(info: SceneInfo) -> list[str]:
-    """Raise on fatal problems; return the warnings."""
+def scene_limits(*, max_side: int | None = None, max_pixels: int | None = None) -> tuple[int, int]:
+    """(side, pixels): as given, else SATDASK_MAX_SIDE / SATDASK_MAX_PIXELS, else the
+    module's MAX_SCENE_SIDE / MAX_SCENE_PIXELS."""
+    side = max_side or _env_limit("SATDASK_MAX_SIDE") or MAX_SCENE_SIDE
+    pixels = max_pixels or _env_limit("SATDASK_MAX_PIXELS") or MAX_SCENE_PIXELS
+    return side, pixels
+
+
+def _env_limit(name: str) -> int | None:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise SceneError(f"{name} must be a positive integer, got {text!r}")
+    return value
+
+
+def size_problem(height: int, width: int, *, max_side: int, max_pixels: int) -> str | None:
+    """What is wrong with a claimed size, in the words every refusal uses, or None."""
+    if max(height, width) > max_side:
+        return f"{size_text(height, width)} is over the limit of {max_side} px a side"
+    if height * width > max_pixels:
+        return (
+            f"{size_text(height, width)} ({height * width} px) is over the limit of {max_pixels} px"
+        )
+    return None
+
+
+def check_size(
+    info: SceneInfo, *, max_side: int | None = None, max_pixels: int | None = None
+) -> None:
+    """Refuse a size over the limits (`scene_limits`) with a one-line SceneError."""
+    side, pixels = scene_limits(max_side=max_side, max_pixels=max_pixels)
+    problem = size_problem(info.height, info.width, max_side=side, max_pixels=pixels)
+    if problem is not None:
+        names = (
+            "SATDASK_MAX_SIDE, satdask.io.source.MAX_SCENE_SIDE"
+            if "a side" in problem
+            else "SATDASK_MAX_PIXELS, satdask.io.source.MAX_SCENE_PIXELS"
+        )
+        raise SceneError(f"{info.uri}: {problem} ({names})", uri=info.uri)
+
+
+def check_scene(
+    info: SceneInfo, *, max_side: int | None = None, max_pixels: int | None = None
+) -> list[str]:
+    """Raise on fatal problems; return the warnings.
+
+    The size is checked first (`check_size`, with these limits if given), so nothing
+    sized from a claim over the limits is ever built.
+    """
 
     def fail(problem: str) -> ValidationError:
         return ValidationError(f"{info.uri}: {problem}", uri=info.uri)
 
     if info.width <= 0 or info.height <= 0:
         raise fail(f"raster size {info.width} x {info.height} is empty")
+    check_size(info, max_side=max_side, max_pixels=max_pixels)
     if info.count < 1:
         raise fail("raster has no band")
     if info.crs is None:

@@ -689,15 +689,16 @@ def test_serve_disables_vrt_before_gdal_starts(data: DataRoot, sample_registry: 
     assert out.stdout.strip() == "False", out.stderr
 
 
-def test_the_service_read_is_read_tile(client: Client) -> None:
+def test_the_service_read_is_read_tile(client: Client, data: DataRoot) -> None:
     """The service reads through the scene's cached source: the same bytes as read_tile."""
     import numpy as np
 
-    from satdask import read_tile
+    from satdask import open_scene, read_tile
 
     rt = client.app.state.runtime
     opened = rt.scene("sample.tif")
+    scene = open_scene(data.root / "sample.tif")
     for row, col in [(0, 0), (1, 3), (3, 2)]:
         mine = rt.read(opened, row, col, opened.grid)
-        theirs = read_tile(opened.scene, row, col, grid=opened.grid)
+        theirs = read_tile(scene, row, col, grid=opened.grid)
         assert mine.dtype == theirs.dtype and np.array_equal(mine, theirs)

@@ -32,22 +32,26 @@ def answers(client: Client, path: str) -> list[Any]:
 
 @pytest.fixture
 def opened(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """Every path the service opens or sniffs, recorded."""
+    """Every file the service opens (its header read from the descriptor) or hands to GDAL
+    (as /proc/self/fd/N), recorded by the path the open file really has."""
+    import os
+
     import service.scenes
 
     seen: list[Path] = []
-    real_open, real_sniff = service.scenes.open_scene, service.scenes.is_tiff
+    real_open, real_probe = service.scenes.open_under, service.scenes.probe_uri
 
-    def open_scene(path: Any, **kwargs: Any) -> Any:
-        seen.append(Path(path))
-        return real_open(path, **kwargs)
+    def open_under(root: Any, text: object, **kwargs: Any) -> Any:
+        rel, file = real_open(root, text, **kwargs)
+        seen.append(Path(os.readlink(file.path)))
+        return rel, file
 
-    def is_tiff(path: Path) -> bool:
-        seen.append(Path(path))
-        return real_sniff(path)
+    def probe_uri(uri: str) -> Any:
+        seen.append(Path(os.readlink(uri)))
+        return real_probe(uri)
 
-    monkeypatch.setattr(service.scenes, "open_scene", open_scene)
-    monkeypatch.setattr(service.scenes, "is_tiff", is_tiff)
+    monkeypatch.setattr(service.scenes, "open_under", open_under)
+    monkeypatch.setattr(service.scenes, "probe_uri", probe_uri)
     return seen
 
 

@@ -21,7 +21,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("service.auth", "service.metrics", "service.gdal", "service.loadgen"),
     ("service.public",),  # what a client may see: names, messages, error bodies
     ("service.remote",),
-    ("service.paths",),
+    ("service.paths", "service.limits"),  # containment; what a file may claim
+    ("service.files", "service.tiff"),  # opening by descriptor; reading a TIFF header
     ("service.errors",),
 )
 
