@@ -241,8 +241,12 @@ class GuardedProtocol(HttpToolsProtocol):
             self._count("timeout")
             self.transport.close()  # nothing was asked: nothing to answer
             return
-        if not self._head and self.cycle is not None:  # the body is late: stop the handler
-            self.cycle.disconnected = True
+        if not self._head and self.cycle is not None:  # the body is late
+            if self.cycle.response_started:  # answered without it (a 413): just close
+                self._count("timeout")
+                self.transport.close()
+                return
+            self.cycle.disconnected = True  # stop the handler waiting for it
             self.cycle.message_event.set()
         detail = f"request not received within {self.bounds.request_timeout:g} s"
         self._refuse(408, detail, "timeout")
@@ -256,7 +260,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._unset_keepalive_if_required()
         cycle = self.cycle
         running = cycle is not None and not cycle.response_complete
-        if running and (self._head or cycle.response_started):  # type: ignore[union-attr]
+        if running and (self._head or cycle.response_started):
             self.transport.abort()  # an answer to an earlier request is under way: no room
             return
         retry = 1 if status == 503 else None

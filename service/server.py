@@ -1,7 +1,9 @@
 """`satdask serve`: settings from the environment and the CLI, checked, then uvicorn.
 
 The merged settings are exported as `SATDASK_*` variables, so each uvicorn worker
-process rebuilds exactly the same settings through the app factory.
+process rebuilds exactly the same settings through the app factory. uvicorn runs
+`service.protocol.GuardedProtocol` (its httptools protocol, with bounds on the request
+line, headers, request time and open connections) and the app behind `InFlightLimit`.
 """
 
 from __future__ import annotations

@@ -369,6 +369,32 @@ def test_a_stalled_body_is_cut_off_without_an_error_log(
     assert "ERROR" not in added and "Traceback" not in added, added
 
 
+def test_a_body_still_coming_after_its_answer_gets_no_second_answer(guarded: LiveServer) -> None:
+    """A body far over the limit is answered 413 at once; the client sending on is cut off
+    at the request timeout, and the connection carries that one answer only."""
+    head = request(
+        "POST", "/infer", headers={"Content-Type": "application/json"}, body=b""
+    ).replace(b"Content-Length: 0", b"Content-Length: 100000000")
+    with connect(guarded.port) as sock:
+        sock.sendall(head + b"[" * 65536)
+        answer = read_answer(sock)
+        assert answer.status == 413, answer
+        rest = b""
+        try:
+            for _ in range(200):  # bounded: 20 s of a trickle, far past the 2 s timeout
+                sock.sendall(b"[" * 1024)
+                time.sleep(0.1)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        else:
+            pytest.fail("the connection was never closed")
+        sock.settimeout(5)
+        with contextlib.suppress(ConnectionResetError, TimeoutError):
+            while chunk := sock.recv(65536):
+                rest += chunk
+    assert b"HTTP/1.1" not in rest, rest[:200]
+
+
 def test_requests_over_the_in_flight_limit_get_503(guarded: LiveServer) -> None:
     """MAX_IN_FLIGHT requests held open (their bodies unfinished) fill the server; the
     next request gets a JSON 503 and is not run; once they finish, requests pass again."""
