@@ -114,28 +114,3 @@ def _directory(root: Path) -> Directory:
                 _DIRECTORIES.pop(next(iter(_DIRECTORIES)))
             found = _DIRECTORIES[key] = Directory(root)
     return found
-
-
-def list_rasters(root: Path, *, limit: int) -> tuple[list[str], bool]:
-    """Relative paths of the rasters under `root` that `resolve_under` would accept.
-
-    Symlinked directories are not followed; symlinked files count only if they
-    resolve inside the root. Returns (sorted paths, truncated).
-    """
-    found: list[str] = []
-    truncated = False
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            rel = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/")
-            try:
-                resolve_under(root, rel)
-            except NotFoundError:
-                continue
-            if len(found) >= limit:
-                truncated = True
-                break
-            found.append(rel)
-        if truncated:
-            break
-    return sorted(found), truncated
