@@ -91,6 +91,9 @@ def test_plan_names_a_missing_scene_and_a_missing_registry(
     missing = tmp_path / "nope.tif"
     with pytest.raises(SceneError, match=f"{missing}: no such file"):
         plan(jobs, [str(sample_tif), str(missing)], sample_registry, tmp_path / "runs")
+    with pytest.raises(RegistryError, match="registry does not exist"):
+        plan(jobs, [str(sample_tif)], tmp_path / "empty", tmp_path / "runs")
+    (tmp_path / "empty").mkdir()
     with pytest.raises(RegistryError, match="registry has no model yet"):
         plan(jobs, [str(sample_tif)], tmp_path / "empty", tmp_path / "runs")
     assert not (tmp_path / "runs").exists(), "nothing is created before the plan is valid"
@@ -186,7 +189,7 @@ def test_the_gate_fails_on_drift_only_when_enabled(
 
 def test_the_gate_reads_the_stores_not_the_summaries(jobs: ModuleType, planned: dict) -> None:
     run = jobs.run_scene(planned)
-    with pytest.raises(RunError, match="not a run store"):
+    with pytest.raises(RunError, match=r"gone\.zarr: does not exist"):
         jobs.health_gate(
             [{**run, "out": str(Path(run["out"]).with_name("gone.zarr"))}], enabled=True
         )
