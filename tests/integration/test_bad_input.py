@@ -33,6 +33,7 @@ from test_cli import EXIT_ERROR, EXIT_USAGE, one_line_error, satdask
 from satdask import (
     GridError,
     ModelArtifact,
+    ModelError,
     ModelRegistry,
     RegistryError,
     RunError,
@@ -154,6 +155,13 @@ class Env(BadPaths):
         else:
             raise AssertionError(f"tag {tag} not in the TIFF directory")
         path.write_bytes(bytes(raw))
+        return path
+
+    @cached_property
+    def trained_registry(self) -> Path:
+        """A registry whose model was trained on the good scene: 2 uint16 bands, 256 px."""
+        path = self.tmp / "trained"
+        ModelRegistry(path).save(train([self.scene], scheduler="threads"))
         return path
 
     @cached_property
@@ -309,6 +317,51 @@ def artifact_case(edit: Callable[[dict[str, Any]], dict[str, Any] | str], proble
 
 
 CASES: dict[str, Case] = {
+    # --- inputs unlike the model's training, and grids with nothing to infer ----------
+    "infer on bands the model was not trained on": Case(
+        ModelError,
+        lambda e: run_batch(
+            e.scene, load(e.trained_registry, "latest"), e.out, scheduler="threads", bands=[1]
+        ),
+        lambda e: infer(e.scene, e.trained_registry, e.out, "--bands", "1"),
+        lambda e: (e.scene, "2 bands of uint16", "1 band of uint16", "allow_model_mismatch"),
+        cli_names=lambda e: (e.scene, "2 bands of uint16", "--allow-model-mismatch"),
+    ),
+    "infer on a dtype the model was not trained on": Case(
+        ModelError,
+        lambda e: run_batch(
+            e.tif("bytes.tif", pixels(dtype="uint8")),
+            load(e.trained_registry, "latest"),
+            e.out,
+            scheduler="threads",
+        ),
+        lambda e: infer(e.tif("bytes.tif", pixels(dtype="uint8")), e.trained_registry, e.out),
+        lambda e: ("bytes.tif", "dtype uint16 became uint8"),
+    ),
+    "train over scenes of different bands": Case(
+        ValidationError,
+        lambda e: fit(e.scene, e.tif("one-band.tif", pixels(bands=1))),
+        lambda e: train_cli(e.scene, e.tif("one-band.tif", pixels(bands=1)), registry=e.tmp / "r"),
+        lambda e: ("different bands", e.scene, "one-band.tif", "1 band of uint16"),
+    ),
+    "validate a scene holding no whole tile": Case(
+        GridError,
+        lambda e: validate(e.tif("thin.tif", pixels(size=100))),
+        lambda e: ("validate", e.tif("thin.tif", pixels(size=100))),
+        lambda e: ("thin.tif", "no whole 256 px tile", "--edge pad"),
+    ),
+    "registry that does not exist": Case(
+        RegistryError,
+        lambda e: load(e.tmp / "nomodels", "latest"),
+        lambda e: infer(e.scene, e.tmp / "nomodels", e.out),
+        lambda e: ("nomodels", "does not exist"),
+    ),
+    "run store that does not exist": Case(
+        RunError,
+        lambda e: open_run(e.tmp / "nothere.zarr"),
+        lambda e: ("runs", "show", e.tmp / "nothere.zarr"),
+        lambda e: ("nothere.zarr", "does not exist"),
+    ),
     # --- files that are not rasters -------------------------------------------------
     "path does not exist": Case(
         SceneError,
