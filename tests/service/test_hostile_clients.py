@@ -288,7 +288,9 @@ def test_idle_sockets_do_not_shut_clients_out(guarded: LiveServer, lenient: Live
     for server, answered in ((guarded, True), (lenient, False)):
         sockets = [connect(server.port) for _ in range(idle)]
         try:
-            with connect(server.port, timeout=3.0) as sock:
+            # the control waits 3 s for an answer that cannot come; the guarded server
+            # gets 30 s for one that must
+            with connect(server.port, timeout=30.0 if answered else 3.0) as sock:
                 sock.sendall(request("GET", "/health", key=False))
                 try:
                     status = read_answer(sock).status
@@ -587,3 +589,29 @@ def test_the_guards_run_on_the_event_loop(make_client: Callable[..., Client]) ->
     assert all(inspect.iscoroutinefunction(guard) for guard in guards)
     assert client.get("/model", headers={"X-API-Key": API_KEY}).status_code == 200
     assert client.get("/model", headers={"X-API-Key": "wrong"}).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("SATDASK_ALLOWED_HOSTS", "tiles.example.org:443"),
+        ("SATDASK_REQUEST_TIMEOUT", "0"),
+        ("SATDASK_KEEPALIVE_TIMEOUT", "soon"),
+        ("SATDASK_MAX_CONNECTIONS", "-1"),
+        ("SATDASK_LIST_SECONDS", "nan"),
+    ],
+)
+def test_a_bad_bound_stops_serve_with_one_line(
+    data: DataRoot, sample_registry: Path, variable: str, value: str
+) -> None:
+    out = subprocess.run(
+        serve_command("--data-root", str(data.root), "--model", str(sample_registry)),
+        env=clean_env(**{variable: value}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode != 0
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("satdask: error: "), out.stderr
+    assert variable in lines[0] and value in lines[0]
