@@ -91,9 +91,10 @@ class Metrics:
         self.refused = Counter(
             "satdask_http_refused",
             "Connections and requests refused or closed by the server's bounds, by reason: "
-            "request_line (414), headers (431), timeout (408, or an idle socket closed), "
-            "connections (503: at the limit, none idle), evicted (an idle connection closed "
-            "to make room) and in_flight (503: too many requests being handled).",
+            "malformed (400: not HTTP), request_line (414), headers (431), timeout (408, or "
+            "an idle socket closed), connections (503: at the limit, none idle), evicted (an "
+            "idle connection closed to make room) and in_flight (503: too many requests "
+            "being handled).",
             ("reason",),
             registry=r,
         )

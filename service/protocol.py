@@ -53,7 +53,7 @@ PROTOCOL = "service.protocol:GuardedProtocol"  # what `satdask serve` gives uvic
 LINGER_BYTES = 1024 * 1024
 LINGER_SECONDS = 2.0
 FD_RESERVE = 256  # descriptors beyond connections: GDAL handles, logs, the listening socket
-REASONS = ("request_line", "headers", "timeout", "connections", "evicted", "in_flight")
+REASONS = ("malformed", "request_line", "headers", "timeout", "connections", "evicted", "in_flight")
 
 
 @dataclass(frozen=True)
@@ -211,8 +211,9 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
-        if self._linger < 0:  # bytes after a refusal that do not parse: already answered
-            super().send_400_response(msg)
+        """uvicorn's answer to bytes that are not HTTP, as a JSON error body like the rest."""
+        if self._linger < 0:  # else: bytes after a refusal, already answered
+            self._refuse(400, "malformed HTTP request", "malformed")
 
     def _too_large(self) -> None:
         detail = f"request headers over {self.bounds.max_header_bytes} bytes"

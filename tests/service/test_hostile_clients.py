@@ -246,6 +246,15 @@ def test_a_long_request_line_is_refused_with_414(guarded: LiveServer, lenient: L
     assert exchange(lenient.port, request("GET", target, key=False)).status == 200
 
 
+def test_a_malformed_request_gets_a_json_400(guarded: LiveServer) -> None:
+    for raw in (b"NOT HTTP AT ALL\r\n\r\n", b"GET /health HTTP/1.1\r\nHost 127.0.0.1\r\n\r\n"):
+        answer = exchange(guarded.port, raw)
+        assert answer.status == 400, answer
+        assert answer.headers["content-type"].startswith("application/json"), answer
+        assert answer.json() == {"status_code": 400, "detail": "malformed HTTP request"}
+    assert health_ok(guarded)
+
+
 def test_a_long_header_is_refused_with_431(guarded: LiveServer, lenient: LiveServer) -> None:
     one_big = request("GET", "/health", headers={"X-Pad": "a" * (2 * MAX_HEADER_BYTES)})
     many = request("GET", "/health", headers=[(f"X-Pad-{i}", "a" * 40) for i in range(400)])
@@ -257,14 +266,20 @@ def test_a_long_header_is_refused_with_431(guarded: LiveServer, lenient: LiveSer
     assert health_ok(guarded)
 
 
-def test_a_huge_request_line_is_cut_off_while_others_are_answered(guarded: LiveServer) -> None:
-    """A 64 MiB URL sent in 1 MiB pieces: the server answers or resets long before the end,
-    its peak memory stays put, and another client's /health is answered meanwhile."""
+@pytest.mark.parametrize(
+    "start", [b"GET /health?pad=", b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: "]
+)
+def test_a_huge_request_line_or_header_is_cut_off_while_others_are_answered(
+    guarded: LiveServer, start: bytes
+) -> None:
+    """A 64 MiB URL, or header, sent in 1 MiB pieces: the server answers or resets long
+    before the end, its peak memory stays put, and another client's /health is answered
+    meanwhile."""
     total, piece = 64 * 2**20, b"a" * 2**20
     before = vm_hwm_kb(guarded.process.pid)
     sent = 0
     with connect(guarded.port) as sock:
-        sock.sendall(b"GET /health?pad=")
+        sock.sendall(start)
         try:
             while sent < total:
                 sock.sendall(piece)
@@ -274,7 +289,7 @@ def test_a_huge_request_line_is_cut_off_while_others_are_answered(guarded: LiveS
         except (BrokenPipeError, ConnectionResetError):
             pass
         else:
-            pytest.fail("the server read a 64 MiB request line to the end")
+            pytest.fail("the server read a 64 MiB request head to the end")
     assert sent < total // 2
     assert vm_hwm_kb(guarded.process.pid) - before < 32 * 1024
     assert health_ok(guarded)
