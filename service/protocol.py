@@ -53,6 +53,7 @@ PROTOCOL = "service.protocol:GuardedProtocol"  # what `satdask serve` gives uvic
 LINGER_BYTES = 1024 * 1024
 LINGER_SECONDS = 2.0
 FD_RESERVE = 256  # descriptors beyond connections: GDAL handles, logs, the listening socket
+UNLIMITED = frozenset({"/health"})  # paths InFlightLimit lets through
 REASONS = ("malformed", "request_line", "headers", "timeout", "connections", "evicted", "in_flight")
 
 
@@ -279,7 +280,11 @@ class GuardedProtocol(HttpToolsProtocol):
 
 
 class InFlightLimit:
-    """An ASGI wrapper: past `limit` requests being handled at once, answer 503 at once."""
+    """An ASGI wrapper: past `limit` requests being handled at once, answer 503 at once.
+
+    `/health` is let through and not counted: it costs nothing, and a liveness probe that
+    failed whenever the server is busy would get a busy server restarted.
+    """
 
     def __init__(
         self, app: Any, *, limit: int, on_refuse: Callable[[str], None] | None = None
@@ -293,7 +298,7 @@ class InFlightLimit:
         ).encode()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in UNLIMITED:
             await self.app(scope, receive, send)
             return
         if self.in_flight >= self.limit:

@@ -426,6 +426,7 @@ def test_requests_over_the_in_flight_limit_get_503(guarded: LiveServer) -> None:
         assert busy.headers["content-type"].startswith("application/json")
         assert busy.json()["status_code"] == 503  # type: ignore[index]
         assert "retry-after" in busy.headers
+        assert health_ok(guarded)  # liveness is answered even when the server is full
         for sock in held:
             sock.sendall(INFER[5:])
             assert read_answer(sock).status == 200
