@@ -243,7 +243,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
             f"ok {report.uri}: {size_text(report.height, report.width, report.bands)} "
             f"{report.dtype}, {report.crs}, nodata={report.nodata}, "
             f"acquired={report.acquisition_time or '-'}; "
-            f"{rows} rows x {cols} cols of {report.tile_size} px tiles (edge {report.edge})"
+            f"{size_text(rows, cols)} of {report.tile_size} px tiles (edge {report.edge})"
         )
         for warning in report.warnings:
             print(f"  warning: {warning}")

@@ -41,7 +41,7 @@ class Window(NamedTuple):
 
 def size_text(height: int, width: int, bands: int | None = None) -> str:
     """`3 bands x 718 rows x 791 cols`: the one order sizes are printed in, everywhere."""
-    text = f"{height} rows x {width} cols"
+    text = f"{height} row{'s' * (height != 1)} x {width} col{'s' * (width != 1)}"
     return text if bands is None else f"{bands} band{'s' * (bands != 1)} x {text}"
 
 

@@ -757,7 +757,7 @@ def test_validate_reports_the_tile_grid_and_the_left_out_pixels(geotiff) -> None
     scene = geotiff(np.ones((3, 300, 600), dtype=np.uint8), name="odd.tif")
     proc = succeeded(satdask("validate", scene))
     assert "3 bands x 300 rows x 600 cols uint8" in proc.stdout
-    assert "1 rows x 2 cols of 256 px tiles (edge skip)" in proc.stdout
+    assert "1 row x 2 cols of 256 px tiles (edge skip)" in proc.stdout
     assert "pixels (27.2%) uninferred" in proc.stdout
     padded = succeeded(satdask("validate", scene, "--edge", "pad"))
     assert "2 rows x 3 cols of 256 px tiles (edge pad)" in padded.stdout
