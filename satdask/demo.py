@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from satdask.core.grid import size_text
 from satdask.io.registry import ModelRegistry
 from satdask.io.sample import write_sample
 from satdask.pipeline._cluster import compute_client
@@ -20,13 +21,13 @@ def run_demo(workdir: Path, *, size: int = 4096, echo: Callable[[str], None] = p
     workdir.mkdir(parents=True, exist_ok=True)
     scene = workdir / f"sample-{size}.tif"
     if not scene.exists():
-        echo(f"[1/5] sample   writing {scene} ({size} x {size} x 4 uint16 COG)")
+        echo(f"[1/5] sample   writing {scene} ({size_text(size, size, 4)} uint16 COG)")
         write_sample(scene, size=size, bands=4, dtype="uint16", seed=0)
     else:
         echo(f"[1/5] sample   reusing {scene}")
     report = validate(scene)
     echo(
-        f"[2/5] validate {report.width} x {report.height} x {report.bands} {report.dtype}, "
+        f"[2/5] validate {size_text(report.height, report.width, report.bands)} {report.dtype}, "
         f"{report.crs}, acquired {report.acquisition_time}, {len(report.warnings)} warnings"
     )
     out = workdir / "run.zarr"

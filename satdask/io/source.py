@@ -271,7 +271,7 @@ def check_scene(
         return ValidationError(f"{info.uri}: {problem}", uri=info.uri)
 
     if info.width <= 0 or info.height <= 0:
-        raise fail(f"raster size {info.width} x {info.height} is empty")
+        raise fail(f"raster size {size_text(info.height, info.width)} is empty")
     check_size(info, max_side=max_side, max_pixels=max_pixels)
     if info.count < 1:
         raise fail("raster has no band")

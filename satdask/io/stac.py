@@ -29,7 +29,7 @@ from urllib.request import urlopen
 import numpy as np
 
 from satdask._uri import NO_SELF_HREF, is_http, is_remote, normalize_uri
-from satdask.core.grid import Window, check_tile_size
+from satdask.core.grid import Window, check_tile_size, size_text
 from satdask.errors import SatdaskError, SceneError
 from satdask.io.geotiff import RasterSource, probe
 from satdask.io.lineage import scene_sha256
@@ -287,7 +287,7 @@ def item_time(item: pystac.Item) -> str | None:
 _SAME: tuple[tuple[str, Callable[[SceneInfo], object]], ...] = (
     ("CRS", lambda i: i.crs.to_string() if i.crs else "none"),
     ("resolution", lambda i: f"{abs(i.transform.a):g} x {abs(i.transform.e):g}"),
-    ("shape", lambda i: f"{i.width} x {i.height} px"),
+    ("shape", lambda i: size_text(i.height, i.width)),
     ("transform", lambda i: "(" + ", ".join(f"{v:g}" for v in tuple(i.transform)[:6]) + ")"),
     ("dtype", lambda i: i.dtype),
     ("nodata", lambda i: str(i.nodata)),

@@ -21,7 +21,7 @@ from rasterio.crs import CRS
 from rasterio.errors import CRSError
 
 from satdask.core.features import STATUS_FAILED, STATUS_NODATA, STATUS_OK
-from satdask.core.grid import TileGrid
+from satdask.core.grid import TileGrid, size_text
 from satdask.errors import GridError, RegistryError, RunError
 from satdask.io import store
 from satdask.io.lineage import file_sha256
@@ -161,7 +161,9 @@ def _arrays(
         except Exception as exc:  # a corrupt chunk: codec errors have no common base
             checks.append(Check(label, "fail", f"cannot be read ({type(exc).__name__}: {exc})"))
             continue
-        checks.append(Check(label, "pass", f"{dtype} {array.shape[0]} x {array.shape[1]} tiles"))
+        checks.append(
+            Check(label, "pass", f"{dtype} {size_text(array.shape[0], array.shape[1])} of tiles")
+        )
         yield name, values
 
 

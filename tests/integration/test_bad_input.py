@@ -650,7 +650,7 @@ def test_bad_input_is_refused_and_nothing_is_written(case: str, env: Env) -> Non
 
 def test_the_table_covers_every_error_class_the_input_can_cause() -> None:
     raised = {row.error for row in CASES.values()}
-    assert raised == {SceneError, ValidationError, GridError, RegistryError, RunError}
+    assert raised == {SceneError, ValidationError, GridError, ModelError, RegistryError, RunError}
 
 
 def test_a_truncated_scene_fails_on_read_with_its_name(env: Env) -> None:
@@ -717,7 +717,7 @@ def test_a_zero_sized_raster_is_refused_before_any_read(env: Env) -> None:
         block_shape=(256, 256),
         acquisition_time=None,
     )
-    with pytest.raises(ValidationError, match=r"zero\.vrt: raster size 0 x 256 is empty"):
+    with pytest.raises(ValidationError, match=r"zero\.vrt: raster size 256 rows x 0 cols is empty"):
         check_scene(info)
 
 
