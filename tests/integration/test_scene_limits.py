@@ -24,6 +24,7 @@ import rasterio
 from affine import Affine
 
 from satdask import open_scene
+from satdask.core.grid import size_text
 from satdask.errors import SceneError
 from satdask.io import source
 from satdask.io.source import SceneInfo, check_scene
@@ -86,7 +87,7 @@ def test_a_claimed_size_is_refused_before_anything_is_built(tmp_path: Path, clai
     assert path.stat().st_size < 2_000_000
     answer = open_in_a_fresh_process(path)
     result = str(answer["result"])
-    assert result.startswith(f"SceneError: {path}: {height} rows x {width} cols"), result
+    assert result.startswith(f"SceneError: {path}: {size_text(height, width)}"), result
     assert "over the limit" in result and "\n" not in result
     assert ("SATDASK_MAX_SIDE" if claim != "both" else "SATDASK_MAX_PIXELS") in result
     assert int(answer["growth_kb"]) < GROWTH_BOUND_KB, answer  # type: ignore[call-overload]

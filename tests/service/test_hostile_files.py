@@ -39,6 +39,8 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from svc_support import LiveServer, running_server, write_tif
 
+from satdask.core.grid import size_text
+
 Client = TestClient[Litestar]
 
 TILE = 32  # the servers here use 32 px tiles, so each small scene is one tile
@@ -367,7 +369,7 @@ def test_header_bombs_are_refused_in_bounded_memory(
             ):
                 assert r.status_code == 422, r.text
                 detail = r.json()["detail"]
-                assert detail.startswith(f"{path}: {height} rows x {width} cols"), detail
+                assert detail.startswith(f"{path}: {size_text(height, width)}"), detail
                 assert "over the limit" in detail
         peak = peak_rss_kb(server.process.pid)
         assert http.get("/health").status_code == 200
