@@ -18,7 +18,7 @@ from typing import Any, Literal, NotRequired, TypedDict
 import numpy as np
 
 from satdask.core.features import STATUS_NAMES, STATUS_NODATA
-from satdask.core.grid import EdgePolicy
+from satdask.core.grid import EdgePolicy, size_text
 
 
 @dataclass(frozen=True)
@@ -305,6 +305,8 @@ def missing_sections(attrs: Mapping[str, Any]) -> list[str]:
 
 
 def scene_size(shape: Sequence[Any]) -> str:
-    """A scene's size in the one order satdask prints: `3 bands x 718 rows x 791 cols`."""
-    bands, rows, cols = shape if len(shape) == 3 else ["?", "?", "?"]
-    return f"{bands} band{'s' * (bands != 1)} x {rows} rows x {cols} cols"
+    """A recorded (bands, rows, cols) shape as `size_text` words it; `?` where it is missing."""
+    if len(shape) != 3:
+        return "? bands x ? rows x ? cols"
+    bands, rows, cols = (int(n) for n in shape)
+    return size_text(rows, cols, bands)
