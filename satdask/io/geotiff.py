@@ -27,6 +27,7 @@ from satdask.errors import SceneError, ValidationError
 from satdask.io._gdal import configure_gdal, gdal_message
 from satdask.io.source import (
     REMOTE_RETRIES,
+    PlainSource,
     SceneInfo,
     TiledRaster,
     check_scene,
@@ -91,7 +92,7 @@ def _acquisition_time(src: rasterio.io.DatasetReader) -> str | None:
 
 
 @dataclass(frozen=True)
-class RasterSource:
+class RasterSource(PlainSource):
     """What a task needs to read pixels: the URI and bands, never an open handle.
 
     `stamp` (device, inode, size and mtime of a local file; zeros for a URL) keys the
@@ -139,13 +140,6 @@ class RasterSource:
 
     def subset(self, index: slice) -> RasterSource:
         return RasterSource(self.uri, self.bands[index], self.stamp)
-
-    @property
-    def band_labels(self) -> dict[str, tuple[str, ...]]:
-        return {}
-
-    def scene_attrs(self) -> dict[str, Any]:
-        return {}
 
     def lineage(self) -> dict[str, Any]:
         return {}

@@ -121,6 +121,17 @@ class PixelSource(Protocol):
     def __dask_tokenize__(self) -> tuple[Any, ...]: ...
 
 
+class PlainSource:
+    """What a source with no per-band labels or scene attributes answers: nothing to keep."""
+
+    @property
+    def band_labels(self) -> dict[str, tuple[str, ...]]:
+        return {}
+
+    def scene_attrs(self) -> dict[str, Any]:
+        return {}
+
+
 def select_bands(info: SceneInfo, bands: Sequence[int] | None) -> tuple[int, ...]:
     if bands is None:
         return tuple(range(1, info.count + 1))

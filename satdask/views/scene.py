@@ -16,7 +16,14 @@ from satdask.core.grid import TileGrid, Window
 from satdask.errors import SceneError, ValidationError
 from satdask.io._gdal import gdal_message
 from satdask.io.open import open_source, source_from_scene
-from satdask.io.source import REMOTE_RETRIES, PixelSource, SceneInfo, TiledRaster, tile_raster
+from satdask.io.source import (
+    REMOTE_RETRIES,
+    PixelSource,
+    PlainSource,
+    SceneInfo,
+    TiledRaster,
+    tile_raster,
+)
 
 if TYPE_CHECKING:
     import pystac
@@ -207,7 +214,7 @@ def _file_read(scene: xr.DataArray) -> PixelSource | None:
 
 
 @dataclass(frozen=True)
-class ArrayPixels:
+class ArrayPixels(PlainSource):
     """A PixelSource over an array's own values: what a derived scene's blocks compute.
 
     Each read computes just its window of the array (with dask's synchronous scheduler,
@@ -241,13 +248,6 @@ class ArrayPixels:
 
     def subset(self, index: slice) -> ArrayPixels:
         return ArrayPixels(self.uri, self.bands[index], self.array[index], self.derived_from)
-
-    @property
-    def band_labels(self) -> dict[str, tuple[str, ...]]:
-        return {}
-
-    def scene_attrs(self) -> dict[str, Any]:
-        return {}
 
     def lineage(self) -> dict[str, Any]:
         """No file holds these pixels: say so, and name the one they were derived from."""
