@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -28,6 +29,63 @@ class TileModel(Protocol):
     def to_dict(self) -> dict[str, Any]:
         """Parameters and training statistics, JSON-serialisable."""
         ...
+
+
+@dataclass(frozen=True)
+class ModelClass:
+    """One class a model predicts: the value stored, its name, and a colour for maps."""
+
+    value: int
+    name: str
+    color: str | None = None  # "#rrggbb"
+
+
+@runtime_checkable
+class PixelModel(Protocol):
+    """A model that reads windows of pixels rather than tile features.
+
+    `output` says what it gives: "pixel", class scores for every pixel of the window,
+    or "window", one row of class scores per window (a tile classifier). What it needs
+    is `bands` (None: the bands given), `window` (a fixed H = W, or None: satdask
+    chooses), `halo` (context cropped from each side of a window's output) and
+    `batch_size` (windows per call, fixed so results cannot depend on the chunking).
+    """
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def output(self) -> Literal["pixel", "window"]: ...
+
+    @property
+    def lineage(self) -> Mapping[str, Any]: ...
+
+    @property
+    def bands(self) -> int | None: ...
+
+    @property
+    def window(self) -> int | None: ...
+
+    @property
+    def halo(self) -> int: ...
+
+    @property
+    def batch_size(self) -> int: ...
+
+    @property
+    def classes(self) -> tuple[ModelClass, ...]: ...
+
+    def scores(self, batch: np.ndarray) -> np.ndarray:
+        """(N, bands, H, W) pixels as read -> (N, K, H, W) or, for "window", (N, K) scores.
+
+        N is always `batch_size`; K is `len(classes)`, in the order of `classes`.
+        """
+        ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+Model = TileModel | PixelModel
 
 
 def input_mismatches(
@@ -62,7 +120,7 @@ def describe_inputs(bands: int, dtype: str | None = None, tile_size: int | None 
 
 def model_from_dict(
     kind: str, data: Mapping[str, Any], *, lineage: Mapping[str, Any] | None = None
-) -> TileModel:
+) -> Model:
     """Rebuild a model from its artifact; the registry stays unaware of model classes."""
     from satdask.models.threshold import ThresholdModel
 
