@@ -9,9 +9,12 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from satdask.errors import SatdaskError
+
+if TYPE_CHECKING:
+    from satdask.models.onnx import OnnxModel
 
 EXIT_ERROR, EXIT_USAGE = 1, 2
 
@@ -155,10 +158,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, help="file to write (default: stdout)")
     s.set_defaults(func=cmd_export)
 
-    models = _group(sub, "models", help="inspect a model registry")
+    models = _group(sub, "models", help="inspect a model registry, import models into it")
     s = _command(models, "list", help="list model artifacts")
     s.add_argument("--registry", type=Path, required=True, help="model registry directory")
     s.set_defaults(func=cmd_models_list)
+    s = _command(
+        models, "import", help="check an ONNX model against its STAC MLM metadata and register it"
+    )
+    s.add_argument("model", type=Path, help="the ONNX model file (.onnx)")
+    s.add_argument(
+        "--metadata",
+        type=Path,
+        required=True,
+        help="STAC MLM metadata: a STAC item JSON or its properties",
+    )
+    s.add_argument("--registry", type=Path, required=True, help="model registry directory")
+    s.set_defaults(func=cmd_models_import)
 
     s = _command(sub, "serve", help="serve single-tile predictions over HTTP")
     s.add_argument(  # text: Path() would turn http://host/ into http:/host
@@ -410,16 +425,43 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def cmd_models_list(args: argparse.Namespace) -> None:
     from satdask.io.registry import ModelRegistry
+    from satdask.models.onnx import OnnxModel
 
     artifacts = ModelRegistry(args.registry).list()
     if not artifacts:
         print(f"no models in {args.registry}")
     for a in artifacts:
+        if isinstance(a.model, OnnxModel):
+            print(f"{a.id}  {a.created_at}  {_describe_onnx(a.model)}  sha256={a.sha256[:12]}")
+            continue
         training = a.model.to_dict()
         print(
             f"{a.id}  {a.created_at}  threshold={training['threshold']:.6g}  "
             f"tiles={a.lineage.get('tile_count', '-')}  sha256={a.sha256[:12]}"
         )
+
+
+def _describe_onnx(model: OnnxModel) -> str:
+    """`onnx semantic-segmentation classes=water,built window=64 halo=2`: one line."""
+    names = ",".join(c.name for c in model.classes)
+    return (
+        f"onnx {model.spec.task} classes={names} window={model.window or 'dynamic'} "
+        f"halo={model.halo}"
+    )
+
+
+def cmd_models_import(args: argparse.Namespace) -> None:
+    from satdask.io.registry import ModelRegistry
+    from satdask.models.onnx import OnnxModel
+
+    artifact = ModelRegistry(args.registry).import_onnx(args.model, metadata_path=args.metadata)
+    model = artifact.model
+    assert isinstance(model, OnnxModel)
+    k = len(model.classes)
+    print(
+        f"model {artifact.id} imported: onnx, {model.spec.task}, {k} class{'es' * (k != 1)}, "
+        f"window {model.window or 'dynamic'}, halo {model.halo}, sha256 {model.sha256[:12]}"
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> None:

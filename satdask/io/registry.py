@@ -3,12 +3,18 @@
 Each artifact is `<uuid>.json`, written once (a hard link that fails if the name
 exists) and verified on every load. `latest.json` is a symlink swapped
 atomically, never a copy, so it cannot disagree with the artifact it names.
+
+A model with a file of its own (an ONNX network) keeps it content-addressed in
+`blobs/<sha256>.onnx`, written once and shared by every artifact of the same bytes;
+its artifact's parameters name the file and its sha256, which every load verifies.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,8 +25,9 @@ from typing import Any
 from satdask._files import write_new
 from satdask.core._html import artifact_html
 from satdask.errors import ModelError, RegistryError
-from satdask.io.lineage import canonical_sha256
-from satdask.models.base import TileModel, model_from_dict
+from satdask.io.lineage import canonical_sha256, file_sha256
+from satdask.models.base import Model, TileModel, model_from_dict
+from satdask.models.onnx import OnnxModel
 
 SCHEMA_VERSION = 1
 LATEST = "latest"
@@ -32,6 +39,9 @@ _TYPES: dict[str, type] = {
     "parameters": dict,
     "lineage": dict,
 }
+BLOBS = "blobs"
+# The only names a `file` parameter may hold: a blob named by its own sha256.
+_BLOB_NAME = re.compile(r"blobs/([0-9a-f]{64})\.onnx")
 
 
 @dataclass(frozen=True)
@@ -42,7 +52,7 @@ class ModelArtifact:
     sha256: str
     created_at: str
     uri: str
-    model: TileModel
+    model: Model
     lineage: Mapping[str, Any]
 
     def describe(self) -> dict[str, Any]:
@@ -111,20 +121,70 @@ class ModelRegistry:
     def save(self, model: TileModel) -> ModelArtifact:
         """Write a new version; an identical model still gets its own id."""
         self.check_writable()
+        self._create()
+        return self._write(model.kind, model.to_dict(), model.lineage)
+
+    def import_onnx(
+        self, model_path: str | os.PathLike[str], *, metadata_path: str | os.PathLike[str]
+    ) -> ModelArtifact:
+        """Validate an ONNX model against its STAC MLM metadata, then register it.
+
+        Nothing is written unless the model loads, its graph agrees with the metadata
+        and a zero batch gives the output shape the metadata states. The model file is
+        copied to `blobs/<sha256>.onnx` (kept if it is already there); the artifact's
+        parameters hold its sha256, that file name and the MLM JSON as given.
+        """
+        model_file, metadata_file = Path(model_path), Path(metadata_path)
+        model_bytes = _read(model_file)
+        try:
+            metadata = json.loads(_read(metadata_file))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RegistryError(
+                f"{metadata_file.name}: not JSON ({exc})", uri=str(metadata_file)
+            ) from None
+        model = OnnxModel.load(
+            model_bytes, metadata, name=model_file.name, metadata_name=metadata_file.name
+        )
+        self.check_writable()
+        self._create()
+        blob = f"{BLOBS}/{model.sha256}.onnx"
+        self._write_blob(self.directory / blob, model_bytes, model.sha256)
+        lineage = {
+            **model.spec.extra,
+            "source": {"model": model_file.name, "metadata": metadata_file.name},
+        }
+        return self._write(model.kind, {**model.to_dict(), "file": blob}, lineage)
+
+    def _create(self) -> None:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise RegistryError(
                 f"{self.directory}: cannot create registry ({exc.strerror})"
             ) from None
+
+    def _write_blob(self, path: Path, data: bytes, sha256: str) -> None:
+        """Write a content-addressed file once; an existing one must hold the same bytes."""
+        path.parent.mkdir(exist_ok=True)
+        try:
+            write_new(path, data)
+        except FileExistsError:
+            if file_sha256(path) != sha256:
+                raise RegistryError(
+                    f"{path}: model file does not match its sha256; it was modified"
+                ) from None
+
+    def _write(
+        self, kind: str, parameters: Mapping[str, Any], lineage: Mapping[str, Any]
+    ) -> ModelArtifact:
         artifact_id = str(uuid.uuid4())
         body = {
             "schema_version": SCHEMA_VERSION,
             "id": artifact_id,
-            "kind": model.kind,
+            "kind": kind,
             "created_at": datetime.now(UTC).isoformat(),
-            "parameters": model.to_dict(),
-            "lineage": dict(model.lineage),
+            "parameters": dict(parameters),
+            "lineage": dict(lineage),
         }
         body["sha256"] = canonical_sha256(body)
         path = self.directory / f"{artifact_id}.json"
@@ -193,7 +253,7 @@ class ModelRegistry:
         if body["id"] != path.stem:  # a copy under another name would answer to both ids
             raise RegistryError(f"{path}: artifact id {body['id']!r} does not match its file name")
         try:
-            model = model_from_dict(body["kind"], body["parameters"], lineage=body["lineage"])
+            model = self._model(path, body)
         except ModelError as exc:
             raise RegistryError(f"{path}: {exc}") from None
         return ModelArtifact(
@@ -204,6 +264,29 @@ class ModelRegistry:
             model=model,
             lineage=body["lineage"],
         )
+
+    def _model(self, path: Path, body: Mapping[str, Any]) -> Model:
+        """The artifact's model; a model with a file of its own is built from that file."""
+        kind, params, lineage = body["kind"], body["parameters"], body["lineage"]
+        if "file" not in params:
+            return model_from_dict(kind, params, lineage=lineage)
+        name = params["file"]
+        match = _BLOB_NAME.fullmatch(name) if isinstance(name, str) else None
+        if match is None or params.get("sha256") != match.group(1):
+            raise RegistryError(f"{path}: model file {name!r} is not a blob named by its sha256")
+        try:
+            data = (self.directory / name).read_bytes()
+        except FileNotFoundError:
+            raise RegistryError(f"{path}: model file {name} is missing") from None
+        except OSError as exc:
+            raise RegistryError(f"{path}: model file {name}: {exc.strerror}") from None
+        if hashlib.sha256(data).hexdigest() != match.group(1):
+            raise RegistryError(
+                f"{path}: model file {name} does not match its sha256; it was modified"
+            )
+        if kind != OnnxModel.kind:
+            raise RegistryError(f"{path}: a {kind!r} model has no model file")
+        return OnnxModel.from_dict(params, data, lineage=lineage)
 
     def _point_latest(self, target: str) -> None:
         link = self.directory / f"{LATEST}.json"
@@ -220,6 +303,15 @@ def parse_model_ref(ref: str) -> tuple[str, str]:
     return directory, artifact or LATEST
 
 
-def canonical_model_sha256(model: TileModel) -> str:
+def canonical_model_sha256(model: Model) -> str:
     """Hash of an unregistered model's parameters, for lineage of ad-hoc runs."""
     return canonical_sha256({"kind": model.kind, "parameters": model.to_dict()})
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except IsADirectoryError:
+        raise RegistryError(f"{path}: is a directory, not a file", uri=str(path)) from None
+    except OSError as exc:
+        raise RegistryError(f"{path}: {exc.strerror}", uri=str(path)) from None
