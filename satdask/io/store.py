@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zarr
+from affine import Affine
 from rasterio.crs import CRS
 
 from satdask._uri import is_url
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     import xarray as xr
 
 ATTRS_KEY = "satdask"
+PIXELS = "pixels"  # the group of a pixel model's full-resolution arrays
 CHUNK_TILES = 1024  # output chunks hold many tiles: a 16384 px scene at 256 px is one chunk
 GRID_MAPPING = "spatial_ref"
 # CF's _FillValue for float arrays, NaN, in the form xarray gives it in Zarr v3 attributes
@@ -83,6 +85,7 @@ def write_run(
     out: Destination,
     staging: Path,
     overwrite: bool = False,
+    variable_attrs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> None:
     """Write the store with `complete: false`, put it in place, then mark it complete.
 
@@ -97,10 +100,14 @@ def write_run(
         fs, path = _filesystem(out)
         if overwrite and fs.exists(path):
             fs.rm(path, recursive=True)
-        _write_tile_grid(out, variables, grid=grid, crs=crs, attrs=pending)
+        _write_tile_grid(
+            out, variables, grid=grid, crs=crs, attrs=pending, variable_attrs=variable_attrs
+        )
     else:
         try:
-            _write_tile_grid(staging, variables, grid=grid, crs=crs, attrs=pending)
+            _write_tile_grid(
+                staging, variables, grid=grid, crs=crs, attrs=pending, variable_attrs=variable_attrs
+            )
             _move_into_place(staging, out, overwrite=overwrite)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -134,38 +141,25 @@ def _write_tile_grid(
     grid: TileGrid,
     crs: CRS,
     attrs: Mapping[str, Any],
+    variable_attrs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> None:
-    root = zarr.open_group(os.fspath(target), mode="w-", zarr_format=3)
+    """The tile grid at the store's root; a pixel run's `pixels` group is already there."""
+    exists = isinstance(target, Path) and target.exists()
+    root = zarr.open_group(os.fspath(target), mode="a" if exists else "w-", zarr_format=3)
     root.attrs[ATTRS_KEY] = encode_attrs(attrs)
-    xs, ys = grid.centres()
-    for dim, values in (("x", xs), ("y", ys)):
-        root.create_array(
-            dim,
-            data=np.array(values),
-            dimension_names=[dim],
-            fill_value=np.nan,
-            attributes=_NAN_FILL,
-        )
-    ref = root.create_array(
-        GRID_MAPPING, shape=(), dtype=np.int64, attributes=_grid_mapping_attrs(crs, grid)
-    )
-    ref[...] = 0
+    _write_georeference(root, crs=crs, transform=grid.grid_transform, shape=grid.shape)
     chunks = (min(grid.rows, CHUNK_TILES), min(grid.cols, CHUNK_TILES))
+    described = {**VARIABLE_ATTRS, **(variable_attrs or {})}
     for name, data in variables.items():
         floating = data.dtype.kind == "f"
+        lead = data.shape[:-2]  # (class,) for the class fractions
         root.create_array(
             name,
             data=data,
-            chunks=chunks,
-            dimension_names=["y", "x"],
+            chunks=(*lead, *chunks),
+            dimension_names=[*(["class"] if lead else []), "y", "x"],
             fill_value=np.nan if floating else FILL_VALUES.get(name, 0),
-            attributes={
-                **VARIABLE_ATTRS.get(name, {}),
-                "grid_mapping": GRID_MAPPING,
-                # a coordinate of every variable, so a plain xr.open_zarr keeps the CRS
-                "coordinates": GRID_MAPPING,
-                **(_NAN_FILL if floating else {}),
-            },
+            attributes=_variable_attrs(described.get(name, {}), floating=floating),
         )
     with warnings.catch_warnings():
         # Consolidated metadata is a zarr-python extension in v3; it lets a plain
@@ -174,7 +168,105 @@ def _write_tile_grid(
         zarr.consolidate_metadata(os.fspath(target), zarr_format=3)
 
 
-def _grid_mapping_attrs(crs: CRS, grid: TileGrid) -> dict[str, Any]:
+def _variable_attrs(attrs: Mapping[str, Any], *, floating: bool) -> dict[str, Any]:
+    return {
+        **attrs,
+        "grid_mapping": GRID_MAPPING,
+        # a coordinate of every variable, so a plain xr.open_zarr keeps the CRS
+        "coordinates": GRID_MAPPING,
+        **(_NAN_FILL if floating else {}),
+    }
+
+
+def _write_georeference(
+    group: zarr.Group, *, crs: CRS, transform: Affine, shape: tuple[int, int]
+) -> None:
+    """Cell-centre x/y coordinates and the `spatial_ref` grid mapping, as rioxarray writes."""
+    rows, cols = shape
+    xs = transform.c + transform.a * (np.arange(cols) + 0.5)
+    ys = transform.f + transform.e * (np.arange(rows) + 0.5)
+    for dim, values in (("x", xs), ("y", ys)):
+        group.create_array(
+            dim, data=values, dimension_names=[dim], fill_value=np.nan, attributes=_NAN_FILL
+        )
+    ref = group.create_array(
+        GRID_MAPPING, shape=(), dtype=np.int64, attributes=_grid_mapping_attrs(crs, transform)
+    )
+    ref[...] = 0
+
+
+def create_pixel_arrays(
+    target: Path,
+    *,
+    crs: CRS,
+    transform: Affine,
+    shape: tuple[int, int],
+    chunks: tuple[int, int],
+    shards: tuple[int, int] | None,
+    prediction: tuple[np.dtype, int, Mapping[str, Any]],
+    classes: list[int] | None = None,
+) -> None:
+    """The `pixels` group of a pixel run: empty arrays the workers write block by block.
+
+    `prediction` is (dtype, fill, attrs); `classes` adds `scores` (class, y, x) in
+    float16. Every block is a whole number of `chunks` (and of `shards`, when given),
+    so no two workers ever write the same chunk. Kept if it exists: a resumed run
+    reuses what the killed one wrote.
+    """
+    if (target / PIXELS / "zarr.json").exists():
+        return
+    group = zarr.open_group(os.fspath(target), mode="a", zarr_format=3).create_group(PIXELS)
+    _write_georeference(group, crs=crs, transform=transform, shape=shape)
+    dtype, fill, attrs = prediction
+    group.create_array(
+        "prediction",
+        shape=shape,
+        dtype=dtype,
+        chunks=chunks,
+        shards=shards,
+        dimension_names=["y", "x"],
+        fill_value=fill,
+        attributes=_variable_attrs({**attrs, "_FillValue": fill}, floating=False),
+    )
+    if classes is not None:
+        group.create_array("class", data=np.asarray(classes), dimension_names=["class"])
+        group.create_array(
+            "scores",
+            shape=(len(classes), *shape),
+            dtype=np.float16,
+            chunks=(len(classes), *chunks),
+            shards=None if shards is None else (len(classes), *shards),
+            dimension_names=["class", "y", "x"],
+            fill_value=np.nan,
+            attributes=_variable_attrs({"long_name": "class scores"}, floating=True),
+        )
+
+
+_PIXEL_ARRAYS: dict[tuple[str, int, int], zarr.Array] = {}
+
+
+def write_pixel_block(
+    target: Path, window: tuple[slice, slice], *, classes: np.ndarray, scores: np.ndarray | None
+) -> None:
+    """Write one block's region from the worker that computed it.
+
+    Arrays are opened once per process, keyed by their metadata file's inode and
+    mtime, so a store made anew at the same path is never written through a stale array.
+    """
+    for name, data in (("prediction", classes), ("scores", scores)):
+        if data is None:
+            continue
+        path = target / PIXELS / name
+        st = os.stat(path / "zarr.json")
+        key = (os.fspath(path), st.st_ino, st.st_mtime_ns)
+        if key not in _PIXEL_ARRAYS:
+            _PIXEL_ARRAYS[key] = zarr.open_array(os.fspath(path), mode="r+")
+        array = _PIXEL_ARRAYS[key]
+        region = (slice(None), *window) if data.ndim == 3 else window
+        array[region] = data.astype(array.dtype, copy=False)
+
+
+def _grid_mapping_attrs(crs: CRS, transform: Affine) -> dict[str, Any]:
     """rioxarray's `spatial_ref` attributes: CF grid mapping, WKT, GDAL geotransform."""
     import pyproj
 
@@ -187,7 +279,7 @@ def _grid_mapping_attrs(crs: CRS, grid: TileGrid) -> dict[str, Any]:
         **cf,
         "spatial_ref": wkt,
         "crs_wkt": wkt,
-        "GeoTransform": " ".join(str(v) for v in grid.grid_transform.to_gdal()),
+        "GeoTransform": " ".join(str(v) for v in transform.to_gdal()),
     }
 
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -35,38 +36,28 @@ from satdask.core.schema import SCHEMA
 from satdask.errors import ModelError, RunError
 from satdask.io import store
 from satdask.io._gdal import gdal_message
-from satdask.io._journal import Record, RunJournal
+from satdask.io._journal import RunJournal
 from satdask.io.geotiff import read_retries
 from satdask.io.lineage import scene_sha256, versions
 from satdask.io.open import open_source
 from satdask.io.registry import ModelArtifact, canonical_model_sha256
-from satdask.io.source import PixelSource, TiledRaster
-from satdask.models.base import TileModel, describe_inputs, input_mismatches
+from satdask.io.source import PixelSource, TiledRaster, read_masked
+from satdask.models.base import Model, PixelModel, TileModel, describe_inputs, input_mismatches
 from satdask.pipeline._cluster import THREADS, Logger, check_scheduler, compute_client, describe
+from satdask.pipeline.pixel_run import (
+    PixelPlan,
+    class_attrs,
+    class_flags,
+    pixel_blocks,
+    run_pixel_block,
+)
+from satdask.pipeline.results import BlockResult
 from satdask.pipeline.runs import RunResult, open_run
 
 if TYPE_CHECKING:
     from distributed import Client
 
     from satdask.views.scene import SceneLike
-
-
-@dataclass(frozen=True)
-class BlockResult:
-    block: Block
-    variables: dict[str, np.ndarray]
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    latency_ms: float = 0.0
-    retries: int = 0
-
-    def record(self) -> Record:
-        meta = {"errors": self.errors, "latency_ms": self.latency_ms, "retries": self.retries}
-        return self.variables, meta
-
-    @classmethod
-    def from_record(cls, block: Block, record: Record) -> BlockResult:
-        variables, meta = record
-        return cls(block, variables, meta["errors"], meta["latency_ms"], meta["retries"])
 
 
 def run_block(
@@ -81,7 +72,7 @@ def run_block(
     """Read one block and infer its tiles; undecodable tiles fail alone."""
     start, retries_before = perf_counter(), read_retries()
     try:
-        data = source.read(block.window)
+        data = read_masked(source, block.window)  # masked where the file's mask says invalid
         failed: np.ndarray | None = None
         errors: list[dict[str, Any]] = []
     except RasterioError:
@@ -108,14 +99,14 @@ def _read_tile_by_tile(
             h, w = min(tile_size, win.height - y0), min(tile_size, win.width - x0)
             tile_window = type(win)(win.col_off + x0, win.row_off + y0, w, h)
             try:  # the block was retried already: these bytes are bad, not in flight
-                pixels = source.read(tile_window, retries=0)
+                pixels = read_masked(source, tile_window, retries=0)
             except RasterioError as exc:
                 failed[r, c] = True
                 tile = [block.row0 + r, block.col0 + c]
                 errors.append({"tile": tile, "message": gdal_message(exc)})
                 continue
             if data is None:
-                data = np.zeros((pixels.shape[0], win.height, win.width), dtype=pixels.dtype)
+                data = np.ma.zeros((pixels.shape[0], win.height, win.width), dtype=pixels.dtype)
             data[:, y0 : y0 + h, x0 : x0 + w] = pixels
     if data is None:  # every tile failed: the dtype does not matter, all are marked failed
         data = np.zeros((len(source.bands), win.height, win.width), dtype=np.uint8)
@@ -129,11 +120,20 @@ class RunPlan:
     raster: TiledRaster
     grid: TileGrid
     blocks: list[Block]
-    model: TileModel
+    model: Model
     model_info: dict[str, Any]
     scene_sha256: str | None
     stac: dict[str, Any]  # a STAC item's id and assets with their sha256s; {} for a file
     hash_s: float
+    pixel: PixelPlan | None = None  # how a pixel or window model runs; None for a tile model
+
+    @property
+    def writes_pixels(self) -> bool:
+        return (
+            self.pixel is not None
+            and isinstance(self.model, PixelModel)
+            and (self.model.output == "pixel")
+        )
 
     @property
     def source(self) -> PixelSource:
@@ -151,19 +151,23 @@ class RunPlan:
             "edge": self.grid.edge,
             "bands": list(self.source.bands),
             "chunks": [list(c) for c in self.raster.chunks],
+            **({"pixel": self.pixel.describe()} if self.pixel else {}),
             **self.stac,
         }
 
 
 def plan_run(
     scene: SceneLike,
-    model: ModelArtifact | TileModel,
+    model: ModelArtifact | Model,
     *,
     tile_size: int | None = None,
     tiles_per_chunk: int | None = None,
     edge: EdgePolicy = "skip",
     bands: Sequence[int] | None = None,
     allow_model_mismatch: bool = False,
+    padding: str = "reflect",
+    keep_scores: bool = False,
+    hash_scene: bool = True,
 ) -> RunPlan:
     """The run's raster, grid, blocks and lineage, after checking the model fits the inputs.
 
@@ -174,6 +178,12 @@ def plan_run(
     """
     artifact = model if isinstance(model, ModelArtifact) else None
     tile_model = model.model if isinstance(model, ModelArtifact) else model
+    pixel, asked_tile_size = None, tile_size
+    if isinstance(tile_model, PixelModel):
+        pixel = PixelPlan.of(
+            tile_model, tile_size=tile_size or 256, padding=padding, keep_scores=keep_scores
+        )
+        tile_size = _window_tile_size(tile_model, pixel, tile_size)
     if isinstance(scene, str | os.PathLike) or not hasattr(scene, "dims"):
         raster = open_source(  # a file or a STAC item: no xarray
             scene, tile_size=tile_size or 256, tiles_per_chunk=tiles_per_chunk, bands=bands
@@ -181,9 +191,12 @@ def plan_run(
     else:
         from satdask.views.scene import scene_raster
 
-        _refuse_open_options(tile_size=tile_size, tiles_per_chunk=tiles_per_chunk, bands=bands)
+        _refuse_open_options(
+            tile_size=asked_tile_size, tiles_per_chunk=tiles_per_chunk, bands=bands
+        )
         raster = scene_raster(scene)  # refuses an array without a CRS, as a file is
     grid = raster.grid(edge=edge)
+    blocks = pixel_blocks(raster, grid) if pixel else list(grid.blocks(raster.chunks))
     model_info: dict[str, Any] = (
         artifact.describe()
         if artifact
@@ -194,17 +207,22 @@ def plan_run(
         model_info["mismatch"] = mismatch
     t0 = perf_counter()
     stac = raster.source.lineage()
-    sha = None if "pixels" in stac else scene_sha256(raster.source.uri)
-    return RunPlan(
-        raster,
-        grid,
-        list(grid.blocks(raster.chunks)),
-        tile_model,
-        model_info,
-        sha,
-        stac,
-        perf_counter() - t0,
-    )
+    sha = None if "pixels" in stac or not hash_scene else scene_sha256(raster.source.uri)
+    hash_s = perf_counter() - t0
+    return RunPlan(raster, grid, blocks, tile_model, model_info, sha, stac, hash_s, pixel)
+
+
+def _window_tile_size(model: PixelModel, pixel: PixelPlan, tile_size: int | None) -> int | None:
+    """A window model's tiles are its windows' kept centres; another size is refused."""
+    if model.output != "window":
+        return tile_size
+    step = pixel.layout.step
+    if tile_size not in (None, step):
+        raise ModelError(
+            f"tile_size {tile_size} cannot apply to a window model: its tiles are its "
+            f"{pixel.layout.size} px windows less a {pixel.layout.halo} px halo, {step} px"
+        )
+    return step
 
 
 def _refuse_open_options(**options: object) -> None:
@@ -219,9 +237,23 @@ def _refuse_open_options(**options: object) -> None:
 
 
 def _check_model(
-    model_info: Mapping[str, Any], model: TileModel, raster: TiledRaster, *, allow: bool
+    model_info: Mapping[str, Any], model: Model, raster: TiledRaster, *, allow: bool
 ) -> list[str]:
-    """Refuse inputs unlike those the model was trained on, unless `allow`; say how."""
+    """Refuse inputs unlike those the model was trained on, unless `allow`; say how.
+
+    A pixel model's band count is what its network takes: no flag runs it on others.
+    """
+    if isinstance(model, PixelModel):
+        bands = len(raster.source.bands)
+        if model.bands not in (None, bands):
+            name = model_info.get("id") or "the given model"
+            raise ModelError(
+                f"{raster.info.uri}: model {name} reads {describe_inputs(model.bands)}, "
+                f"the scene gives {describe_inputs(bands)}; choose its bands with bands=[...] "
+                "(--bands)",
+                uri=raster.info.uri,
+            )
+        return []
     trained = (model.lineage or {}).get("config") or {}
     bands, dtype, tile_size = len(raster.source.bands), raster.info.dtype, raster.tile_size
     mismatch = input_mismatches(trained, bands=bands, dtype=dtype, tile_size=tile_size)
@@ -241,7 +273,7 @@ def _check_model(
 
 def run_batch(
     scene: SceneLike,
-    model: ModelArtifact | TileModel,
+    model: ModelArtifact | Model,
     out: str | os.PathLike[str],
     *,
     client: Client | None = None,
@@ -251,6 +283,8 @@ def run_batch(
     edge: EdgePolicy = "skip",
     bands: Sequence[int] | None = None,
     allow_model_mismatch: bool = False,
+    padding: str = "reflect",
+    keep_scores: bool = False,
     overwrite: bool = False,
     resume: bool = False,
     progress: bool | ProgressBar = False,
@@ -266,6 +300,11 @@ def run_batch(
     tile size) unless `allow_model_mismatch`. With
     `resume`, the blocks a killed run with the same scene, model and config made
     durable are reused and only the others are computed.
+
+    A pixel model (`satdask.models.base.PixelModel`) also writes every pixel's class
+    into the store's `pixels` group, from the workers, block by block; `padding`
+    ("reflect", "symmetric", "edge" or "zeros") says what its windows see beyond the
+    scene's edge, and `keep_scores` keeps its class scores there in float16.
     """
     started = perf_counter()
     out = store.destination(out)
@@ -279,7 +318,11 @@ def run_batch(
         edge=edge,
         bands=bands,
         allow_model_mismatch=allow_model_mismatch,
+        padding=padding,
+        keep_scores=keep_scores,
     )
+    if plan.writes_pixels and not isinstance(out, Path):
+        raise RunError(f"{out}: a pixel model's run is written to a local directory for now")
     prepare_s = perf_counter() - started - plan.hash_s
     journal = RunJournal.open(out, fingerprint=plan.fingerprint, resume=resume, overwrite=overwrite)
     log = run_logger(
@@ -290,6 +333,8 @@ def run_batch(
     )
     complete = False
     try:
+        if plan.writes_pixels:
+            _create_pixel_arrays(plan, journal.staging)
         t0 = perf_counter()
         results, reused = _run_blocks(
             plan, journal, scheduler=client or scheduler, progress=progress, log=log
@@ -322,6 +367,7 @@ def run_batch(
             out=out,
             staging=journal.staging,
             overwrite=overwrite,
+            variable_attrs=class_attrs(plan.model),
         )
         complete = True
     finally:
@@ -363,17 +409,23 @@ def _run_blocks(
         if bar:
             bar.advance()
 
+    options: dict[str, Any] = {"nodata": plan.raster.info.nodata, "edge": plan.grid.edge}
+    if plan.pixel is not None:
+        task: Callable[..., BlockResult] = run_pixel_block
+        staging = journal.staging if plan.writes_pixels else None
+        options |= {"plan": plan.pixel, "grid": plan.grid, "staging": staging}
+    else:
+        task, options["tile_size"] = run_block, plan.grid.tile_size
     with compute_client(scheduler, log=log) as active:
         _compute(
+            task,
             [blocks[i] for i in todo],
             todo,
             finished=finished,
             source=plan.source,
             model=plan.model,
-            tile_size=plan.grid.tile_size,
-            nodata=plan.raster.info.nodata,
-            edge=plan.grid.edge,
             client=active,
+            **options,
         )
     journal.flush()
     return [done[i] for i in range(len(blocks))], reused
@@ -425,6 +477,7 @@ def _describe_run(
             "chunk_px": [max(plan.raster.chunks[0]), max(plan.raster.chunks[1])],
             "blocks": len(plan.blocks),
             "scheduler": scheduler,
+            **(plan.pixel.describe() if plan.pixel else {}),
         },
         "versions": versions(),
         "coverage": grid.coverage(),
@@ -442,12 +495,13 @@ def _describe_run(
 
 
 def _compute(
+    run: Callable[..., BlockResult],
     blocks: Sequence[Block],
     indexes: Sequence[int],
     *,
     finished: Callable[[int, BlockResult], None],
     source: PixelSource,
-    model: TileModel,
+    model: Model,
     client: Client | None,
     **options: Any,
 ) -> None:
@@ -460,7 +514,7 @@ def _compute(
     if client is None:
         # A plain graph: dask.delayed would walk every argument of every task looking
         # for collections, 0.1 s on the critical path for a scene of 121 blocks.
-        task = partial(run_block, source, model=model, **options)
+        task = partial(run, source, model=model, **options)
         keys = {f"satdask-block-{uuid.uuid4().hex}-{i}": i for i in indexes}
         graph = {key: (task, b) for key, b in zip(keys, blocks, strict=True)}
 
@@ -474,18 +528,57 @@ def _compute(
     from distributed import as_completed
 
     shared = client.scatter(model, broadcast=True, hash=False)
-    futures = client.map(run_block, [source] * len(blocks), blocks, model=shared, **options)
+    futures = client.map(run, [source] * len(blocks), blocks, model=shared, **options)
     index = {f.key: i for f, i in zip(futures, indexes, strict=True)}
     for future, result in as_completed(futures, with_results=True):
         finished(index[future.key], result)
 
 
 def _assemble(results: Sequence[BlockResult], grid: TileGrid) -> dict[str, np.ndarray]:
-    """Place each block's arrays in the full tile grid (one copy per block, no tile loop)."""
+    """Place each block's arrays in the full tile grid (one copy per block, no tile loop).
+
+    A variable beyond the schema (a pixel model's class fractions) may have leading
+    dims; it starts as NaN.
+    """
     first = results[0].variables
-    out = {v.name: np.full(grid.shape, v.empty, dtype=first[v.name].dtype) for v in SCHEMA}
+    empty = {v.name: v.empty for v in SCHEMA}
+    out = {
+        name: np.full((*a.shape[:-2], *grid.shape), empty.get(name, np.nan), dtype=a.dtype)
+        for name, a in first.items()
+    }
     for r in results:
         b = r.block
         for name in out:
-            out[name][b.row0 : b.row0 + b.rows, b.col0 : b.col0 + b.cols] = r.variables[name]
+            out[name][..., b.row0 : b.row0 + b.rows, b.col0 : b.col0 + b.cols] = r.variables[name]
     return out
+
+
+def _create_pixel_arrays(plan: RunPlan, staging: Path) -> None:
+    """The store's `pixels` arrays, chunked by tile and sharded by block, so each block
+    writes whole shards of its own (a trailing chunk's partial shard included)."""
+    assert plan.pixel is not None and plan.raster.info.crs is not None
+    assert isinstance(plan.model, PixelModel)
+    t, (rows, cols) = plan.grid.tile_size, plan.raster.chunks
+    shards = (_shard(rows, t), _shard(cols, t)) if _regular(rows) and _regular(cols) else None
+    table = plan.pixel.table
+    store.create_pixel_arrays(
+        staging,
+        crs=plan.raster.info.crs,
+        transform=plan.raster.info.transform,
+        shape=(plan.grid.height, plan.grid.width),
+        chunks=(min(t, plan.grid.height), min(t, plan.grid.width)),
+        shards=shards,
+        prediction=(table.dtype, table.fill, class_flags(plan.model.classes)),
+        classes=[int(v) for v in table.values] if plan.pixel.keep_scores else None,
+    )
+
+
+def _shard(chunks: Sequence[int], tile_size: int) -> int:
+    """A block's size, or for one block, the whole tiles that cover it (shards hold whole
+    chunks of one tile)."""
+    return chunks[0] if len(chunks) > 1 else -(-chunks[0] // tile_size) * tile_size
+
+
+def _regular(chunks: Sequence[int]) -> bool:
+    """Every chunk but the last the same size (the last may be larger or smaller)."""
+    return len(set(chunks[:-1])) <= 1
