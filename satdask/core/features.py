@@ -6,8 +6,10 @@ integers for 8- and 16-bit data and fixed-order float64 otherwise, which makes
 every tile's result bit-identical however the scene is chunked.
 
 Invalid samples are excluded: the nodata value, NaN and +/-inf (an infinite value
-is treated as a sensor fault, not as data), and pixels beyond the scene in padded
-edge tiles. A tile with no valid sample gets status ``nodata`` and NaN features.
+is treated as a sensor fault, not as data), pixels a mask marks invalid (`valid`,
+or the mask of a numpy masked array: GDAL's per-dataset or alpha mask, as readers
+pass it), and pixels beyond the scene in padded edge tiles. A tile with no valid
+sample gets status ``nodata`` and NaN features.
 """
 
 from __future__ import annotations
@@ -62,13 +64,18 @@ def block_features(
     tile_size: int,
     nodata: float | None = None,
     edge: EdgePolicy = "skip",
+    valid: np.ndarray | None = None,
 ) -> TileFeatures:
     """Features of every tile in a (band, y, x) block that starts on a tile corner.
 
     A block may end with a partial tile at the scene's right or bottom edge: under
     ``skip`` it is dropped, under ``pad`` it is kept with the missing pixels invalid.
+    `valid` ((y, x) bool, or (band, y, x)) marks the pixels a mask lets through; a
+    masked array's mask counts too. Masked pixels leave every band's statistics and
+    the valid fraction, so a tile masked whole is ``nodata``.
     """
-    data, valid = _whole_tiles(np.asarray(data), tile_size, edge)
+    pixels, given = _given_mask(data, valid)
+    data, valid = _whole_tiles(pixels, tile_size, edge, given)
     bands, height, width = data.shape
     t = tile_size
     ky, kx = height // t, width // t
@@ -76,6 +83,10 @@ def block_features(
         empty = np.empty((ky, kx))
         return TileFeatures(empty, empty, empty, empty.astype(np.uint8))
     if data.dtype in _EXACT_DTYPES and not _is_nan(nodata):
+        if (
+            given is not None and valid is not None
+        ):  # masked samples become zeros, which add nothing to the sums
+            data = np.where(valid, data, data.dtype.type(0))
         count, mean, var = _integer_moments(data, valid, nodata, t, ky, kx)
     else:
         count, mean, var = _float_moments(data, valid, nodata, t, ky, kx)
@@ -89,17 +100,47 @@ def block_features(
     )
 
 
+def _given_mask(data: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The pixels, and (band, y, x) True where the caller's masks let a sample through.
+
+    None when no mask is given or none masks anything: the unmasked fast path.
+    """
+    given: np.ndarray | None = None
+    if isinstance(data, np.ma.MaskedArray):
+        mask = np.ma.getmask(data)
+        data = np.asarray(data.data)
+        if mask is not np.ma.nomask:
+            given = ~np.broadcast_to(mask, data.shape)
+    else:
+        data = np.asarray(data)
+    if valid is not None:
+        valid = np.asarray(valid, dtype=bool)
+        if valid.shape not in (data.shape[1:], data.shape):
+            raise ValueError(
+                f"valid has shape {valid.shape}; expected (y, x) {data.shape[1:]} "
+                f"or (band, y, x) {data.shape}"
+            )
+        valid = np.broadcast_to(valid, data.shape)
+        given = valid if given is None else given & valid
+    if given is None or given.all():
+        return data, None
+    return data, np.ascontiguousarray(given)
+
+
 def _whole_tiles(
-    data: np.ndarray, t: int, edge: EdgePolicy
+    data: np.ndarray, t: int, edge: EdgePolicy, valid: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Crop (skip) or pad (pad) to whole tiles; the mask marks padded pixels invalid."""
+    """Crop (skip) or pad (pad) to whole tiles, with the (band, y, x) mask of valid
+    samples: `valid` as given, padded pixels invalid; None when every sample is."""
     _, h, w = data.shape
     if edge == "skip":
-        return data[:, : h - h % t, : w - w % t], None
+        cropped = (slice(None), slice(0, h - h % t), slice(0, w - w % t))
+        return data[cropped], None if valid is None else valid[cropped]
     ph, pw = -h % t, -w % t
     if not (ph or pw):
-        return data, None
-    valid = np.ones(data.shape, dtype=bool)
+        return data, valid
+    if valid is None:
+        valid = np.ones(data.shape, dtype=bool)
     pad = ((0, 0), (0, ph), (0, pw))
     return np.pad(data, pad), np.pad(valid, pad, constant_values=False)
 

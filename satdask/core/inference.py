@@ -27,7 +27,12 @@ def infer_block(
     tile_size: int,
     nodata: float | None,
     edge: EdgePolicy = "skip",
+    valid: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Features and predictions of every tile in a (band, y, x) block of whole tiles."""
-    features = block_features(data, tile_size=tile_size, nodata=nodata, edge=edge)
+    """Features and predictions of every tile in a (band, y, x) block of whole tiles.
+
+    `valid` (or a masked array's mask) marks the pixels a mask lets through, as in
+    `block_features`: a tile masked whole is nodata, with prediction -1.
+    """
+    features = block_features(data, tile_size=tile_size, nodata=nodata, edge=edge, valid=valid)
     return predict_tiles(features, model)

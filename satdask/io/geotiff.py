@@ -12,12 +12,13 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import rasterio
+from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import RasterioError
 from rasterio.windows import Window as RioWindow
 
@@ -40,7 +41,12 @@ _HANDLES_PER_THREAD = 16  # a STAC stack keeps one per asset (Sentinel-2 has 13 
 _DATETIME_TAGS = ("ACQUISITIONDATETIME", "TIFFTAG_DATETIME")
 _RETRY_BACKOFF_S = 0.1  # then 0.2, 0.4: under a second in all
 
+# A local file opens with its sidecars looked up by name (a .msk mask is one), not by a
+# directory listing; remote files keep GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR (no sidecar).
+_LOCAL_OPEN = {"GDAL_DISABLE_READDIR_ON_OPEN": "TRUE"}
+
 _local = threading.local()
+_T = TypeVar("_T")
 
 
 def read_retries() -> int:
@@ -62,6 +68,7 @@ def probe_uri(uri: str) -> SceneInfo:
     """
     try:
         with _open(uri) as src:
+            mask, alpha, _ = _mask_of(src)
             return SceneInfo(
                 uri=uri,
                 width=src.width,
@@ -73,6 +80,8 @@ def probe_uri(uri: str) -> SceneInfo:
                 nodata=src.nodata,
                 block_shape=tuple(src.block_shapes[0]) if src.count else (0, 0),
                 acquisition_time=_acquisition_time(src),
+                mask=mask,
+                alpha_band=alpha,
             )
     except RasterioError as exc:
         raise SceneError(f"{uri}: not a readable raster ({gdal_message(exc)})", uri=uri) from None
@@ -80,7 +89,29 @@ def probe_uri(uri: str) -> SceneInfo:
 
 def _open(uri: str) -> rasterio.io.DatasetReader:
     configure_gdal()
-    return rasterio.open(uri)
+    if is_remote(uri):
+        return rasterio.open(uri)
+    with rasterio.Env(**_LOCAL_OPEN):
+        return rasterio.open(uri)
+
+
+def _mask_of(src: rasterio.io.DatasetReader) -> tuple[str | None, int | None, int]:
+    """(mask kind, alpha band, band whose GDAL mask is the dataset's) of an open file.
+
+    GDAL's mask flags of the first data band decide: a per-dataset mask (internal or
+    .msk) is "per-dataset"; else a band of colorinterp alpha is the mask ("alpha"),
+    whatever the band count (GDAL's own flags see one only in 2- or 4-band files).
+    Nodata-only and all-valid files have none: the pixels say which are invalid.
+    """
+    interp = src.colorinterp
+    alpha = next((i for i, c in enumerate(interp, start=1) if c == ColorInterp.alpha), None)
+    first = next((b for b in range(1, src.count + 1) if b != alpha), None)
+    if first is None:
+        return None, alpha, 1
+    flags = src.mask_flag_enums[first - 1]
+    if MaskFlags.per_dataset in flags and MaskFlags.alpha not in flags:
+        return "per-dataset", alpha, first
+    return ("alpha" if alpha is not None else None), alpha, first
 
 
 def _acquisition_time(src: rasterio.io.DatasetReader) -> str | None:
@@ -120,10 +151,33 @@ class RasterSource(PlainSource):
         with doubling backoff, and counted in `read_retries()`: connections drop,
         while bytes on a local disk do not heal, so local reads are tried once.
         """
+        return self._retrying(
+            lambda src: src.read(indexes=list(self.bands), window=_rio(window)), retries
+        )
+
+    def read_mask(self, window: Window, *, retries: int = REMOTE_RETRIES) -> np.ndarray | None:
+        """(y, x) True where the file's per-dataset or alpha mask says valid, else None.
+
+        An alpha band read as data (named in `bands`) is data, not a mask. Retried as
+        `read` is, on the same per-thread handle.
+        """
+        return self._retrying(lambda src: self._mask(src, window), retries)
+
+    def _mask(self, src: rasterio.io.DatasetReader, window: Window) -> np.ndarray | None:
+        kind, alpha, first = _mask_of(src)
+        if kind == "per-dataset":  # one band's mask is the dataset's
+            mask: np.ndarray = src.read_masks(first, window=_rio(window))
+        elif kind == "alpha" and alpha not in self.bands:
+            mask = src.read(alpha, window=_rio(window))
+        else:
+            return None
+        return mask != 0  # GDAL: 0 is invalid; any other alpha (partly opaque) is valid
+
+    def _retrying(self, read: Callable[[rasterio.io.DatasetReader], _T], retries: int) -> _T:
         attempts = 1 + (retries if is_remote(self.uri) else 0)
         for attempt in range(attempts):
             try:
-                return self._dataset().read(indexes=list(self.bands), window=_rio(window))
+                return read(self._dataset())
             except RasterioError:
                 if attempt + 1 == attempts:
                     raise

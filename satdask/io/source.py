@@ -56,6 +56,10 @@ class SceneInfo:
     nodata: float | None
     block_shape: tuple[int, int]
     acquisition_time: str | None
+    # GDAL's mask of invalid pixels beyond nodata and NaN: "alpha" (an alpha band, whose
+    # number is `alpha_band`), "per-dataset" (an internal or .msk sidecar mask) or None
+    mask: str | None = None
+    alpha_band: int | None = None  # colorinterp alpha: a mask, not data, unless asked for
 
     @property
     def dtype(self) -> str:
@@ -99,6 +103,14 @@ class PixelSource(Protocol):
         """(band, y, x) pixels of `window`; raises rasterio's RasterioError on bad bytes."""
         ...
 
+    def read_mask(self, window: Window, *, retries: int = REMOTE_RETRIES) -> np.ndarray | None:
+        """(y, x) bool, True where GDAL's per-dataset or alpha mask says a pixel is valid.
+
+        None when the source has no such mask (all valid, or nodata only: the nodata
+        value and NaN are found in the pixels themselves, which is cheaper).
+        """
+        ...
+
     def subset(self, index: slice) -> PixelSource: ...
 
     @property
@@ -132,9 +144,39 @@ class PlainSource:
         return {}
 
 
+def read_masked(
+    source: PixelSource, window: Window, *, retries: int = REMOTE_RETRIES
+) -> np.ndarray:
+    """`source.read(window)`, as a numpy masked array where the source has a mask.
+
+    Masked (True) where the mask says invalid, in every band: the form
+    `core.features.block_features` takes, so a reader passes pixels and mask as one.
+    """
+    data = source.read(window, retries=retries)
+    valid = source.read_mask(window, retries=retries)
+    if valid is None:
+        return data
+    invalid = np.repeat(~valid[None], data.shape[0], axis=0)
+    return np.ma.MaskedArray(data, mask=invalid, copy=False)
+
+
+def applied_mask(info: SceneInfo, bands: Sequence[int]) -> str | None:
+    """The mask a read of `bands` honours: none when the alpha band is read as data."""
+    if info.mask == "alpha" and info.alpha_band in bands:
+        return None
+    return info.mask
+
+
+def default_bands(info: SceneInfo) -> tuple[int, ...]:
+    """Every band but an alpha band, which is the scene's mask rather than its data."""
+    bands = tuple(b for b in range(1, info.count + 1) if b != info.alpha_band)
+    return bands or tuple(range(1, info.count + 1))
+
+
 def select_bands(info: SceneInfo, bands: Sequence[int] | None) -> tuple[int, ...]:
+    """The bands named (an alpha band among them read as data), else `default_bands`."""
     if bands is None:
-        return tuple(range(1, info.count + 1))
+        return default_bands(info)
     chosen = tuple(bands)
     if not chosen:
         raise SceneError(f"{info.uri}: bands must name at least one band", uri=info.uri)
@@ -296,7 +338,8 @@ def check_scene(
         raise fail("rotated or sheared transform is not supported; warp it north-up first")
     warnings = []
     if info.nodata is None:
-        warnings.append("no nodata value: every pixel counts as valid")
+        if info.mask is None:  # a mask marks the invalid pixels instead
+            warnings.append("no nodata value: every pixel counts as valid")
     elif not _nodata_fits(info.nodata, info.dtype):
         warnings.append(f"nodata {info.nodata} cannot occur in {info.dtype}: it is ignored")
     if info.acquisition_time is None:

@@ -348,6 +348,7 @@ def probe_layers(uri: str, layers: Sequence[Layer], *, when: str | None) -> Stac
         nodata=first.nodata,
         block_shape=first.block_shape,
         acquisition_time=when,
+        mask="per-dataset" if any(i.mask for i in infos.values()) else None,
     )
     normalized = tuple(Layer(layer.key, infos[layer.key].uri) for layer in layers)
     return Stack(info, normalized, tuple(infos.values()))
@@ -382,6 +383,15 @@ class StackSource:
         for i, part in enumerate(self.parts[1:], start=1):
             out[i] = part.read(window, retries=retries)[0]
         return out
+
+    def read_mask(self, window: Window, *, retries: int = REMOTE_RETRIES) -> np.ndarray | None:
+        """Valid where every asset's mask says so; None when no asset has a mask."""
+        valid: np.ndarray | None = None
+        for part in self.parts:
+            mask = part.read_mask(window, retries=retries)
+            if mask is not None:
+                valid = mask if valid is None else valid & mask
+        return valid
 
     def subset(self, index: slice) -> StackSource:
         return StackSource(
