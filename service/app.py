@@ -43,6 +43,7 @@ from satdask.core.inference import infer_block
 from satdask.io._gdal import gdal_message
 from satdask.io.geotiff import read_retries
 from satdask.io.registry import ModelArtifact, ModelRegistry, parse_model_ref
+from satdask.io.source import read_masked
 from service.auth import PUBLIC, api_key_guard, host_guard, on_the_loop
 from service.docs import CSP, render_docs
 from service.errors import (
@@ -194,7 +195,7 @@ class Runtime:
         """
         retries = read_retries()
         try:
-            return opened.source.read(grid.window(row, col))
+            return read_masked(opened.source, grid.window(row, col))  # with the file's mask
         except (RasterioError, OSError) as exc:
             self.metrics.tile_read_failures.inc()
             reason = gdal_message(exc) if isinstance(exc, RasterioError) else "I/O error"

@@ -35,7 +35,7 @@ from satdask.core.grid import TileGrid, check_edge
 from satdask.errors import SatdaskError, SceneError
 from satdask.io.geotiff import RasterSource, probe_uri
 from satdask.io.registry import ModelArtifact
-from satdask.io.source import PixelSource, check_scene
+from satdask.io.source import PixelSource, check_scene, default_bands
 from satdask.models.base import describe_inputs, input_mismatches
 from service.errors import NotFoundError, RasterTooLargeError
 from service.files import Directory, OpenFile
@@ -59,7 +59,7 @@ class OpenScene:
     dtype: str
     bands: int
     stamp: tuple[int, ...]  # (device, inode, size, mtime) of a local file
-    source: PixelSource  # every band of the file, built once (see Runtime.read)
+    source: PixelSource  # the file's data bands (an alpha band is its mask), built once
     file: OpenFile | None = None  # a local file's descriptor, open while this is alive
     layout: Layout | None = None  # a local file's TIFF header
 
@@ -272,7 +272,7 @@ class SceneStore:
         if refused is not None:
             raise SceneError(refused)
         check_scene(info, max_side=self.limits.max_side, max_pixels=self.limits.max_pixels)
-        bands = tuple(range(1, info.count + 1))
+        bands = default_bands(info)  # an alpha band is the mask, as in batch
         # under 'skip' a scene smaller than a tile has an empty grid: every tile is 404
         grid = TileGrid(
             info.height, info.width, info.transform, self.tile_size, check_edge(self.edge)
@@ -283,7 +283,7 @@ class SceneStore:
             nodata=None if info.nodata is None else float(info.nodata),
             crs=info.crs.to_string() if info.crs else "",
             dtype=info.dtype,
-            bands=info.count,
+            bands=len(bands),
             stamp=stamp,
             source=RasterSource(uri, bands, stamp),
             file=file,

@@ -22,6 +22,8 @@ from satdask.io.source import (
     PlainSource,
     SceneInfo,
     TiledRaster,
+    applied_mask,
+    read_masked,
     tile_raster,
 )
 
@@ -29,6 +31,9 @@ if TYPE_CHECKING:
     import pystac
 
 SceneLike = str | os.PathLike[str] | xr.DataArray
+# The (y, x) coordinate of a scene whose file has a per-dataset or alpha mask: True where
+# a pixel is valid. A coordinate, so subsets, rechunks and arithmetic keep it in step.
+VALID = "valid"
 
 
 class _LazyRaster:
@@ -47,15 +52,41 @@ class _LazyRaster:
         try:
             return sub.read(window)
         except RasterioError as exc:  # e.g. a truncated file: it opens fine, fails on read
-            raise SceneError(
-                f"{self.source.uri}: pixels at rows {window.row_off}:"
-                f"{window.row_off + window.height}, cols {window.col_off}:"
-                f"{window.col_off + window.width} cannot be read ({gdal_message(exc)})",
-                uri=self.source.uri,
-            ) from None
+            raise _unreadable(self.source, window, exc, "pixels") from None
 
     def __dask_tokenize__(self) -> tuple[Any, ...]:
         return ("LazyRaster", self.source.__dask_tokenize__(), self.shape, str(self.dtype))
+
+
+class _LazyMask:
+    """Array-like of a source's (y, x) mask, True where valid; each slice is one read."""
+
+    def __init__(self, source: PixelSource, shape: tuple[int, int]) -> None:
+        self.source = source
+        self.shape = shape
+        self.dtype = np.dtype(bool)
+        self.ndim = 2
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        rows, cols = key
+        window = _window(rows, cols, height=self.shape[0], width=self.shape[1])
+        try:
+            valid = self.source.read_mask(window)
+        except RasterioError as exc:
+            raise _unreadable(self.source, window, exc, "the mask of pixels") from None
+        return np.ones((window.height, window.width), dtype=bool) if valid is None else valid
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        return ("LazyMask", self.source.__dask_tokenize__(), self.shape)
+
+
+def _unreadable(source: PixelSource, window: Window, exc: RasterioError, what: str) -> SceneError:
+    return SceneError(
+        f"{source.uri}: {what} at rows {window.row_off}:{window.row_off + window.height}, "
+        f"cols {window.col_off}:{window.col_off + window.width} cannot be read "
+        f"({gdal_message(exc)})",
+        uri=source.uri,
+    )
 
 
 def _window(rows: slice, cols: slice, *, height: int, width: int) -> Window:
@@ -101,7 +132,9 @@ def lazy_scene(raster: TiledRaster) -> xr.DataArray:
 
     Georeferencing lives in coords and attrs (rioxarray's `spatial_ref` convention).
     The source's per-band labels become coordinates along `band` and its attributes
-    join the scene's, so `scene_source` can rebuild it after any band selection.
+    join the scene's, so `scene_source` can rebuild it after any band selection. A
+    file's per-dataset or alpha mask becomes the lazy (y, x) coordinate `valid`, read
+    chunk by chunk like the pixels, which `tile_features` and runs over the array honour.
     """
     import rioxarray  # noqa: F401  (registers the .rio accessor)
 
@@ -119,7 +152,21 @@ def lazy_scene(raster: TiledRaster) -> xr.DataArray:
         name="scene-" + da.core.tokenize(lazy, ychunks, xchunks),
     )
     tf = info.transform
-    labels = {name: ("band", list(values)) for name, values in source.band_labels.items()}
+    labels: dict[str, Any] = {
+        name: ("band", list(values)) for name, values in source.band_labels.items()
+    }
+    if applied_mask(info, bands) is not None:
+        mask = _LazyMask(source, (info.height, info.width))
+        valid = da.from_array(
+            mask,
+            chunks=(ychunks, xchunks),
+            lock=False,
+            asarray=False,
+            fancy=False,
+            meta=np.empty((0, 0), dtype=bool),
+            name="valid-" + da.core.tokenize(mask, ychunks, xchunks),
+        )
+        labels[VALID] = (("y", "x"), valid)
     arr = xr.DataArray(
         data,
         dims=("band", "y", "x"),
@@ -220,13 +267,15 @@ class ArrayPixels(PlainSource):
     Each read computes just its window of the array (with dask's synchronous scheduler,
     inside the task that asked), so a derived scene is inferred block by block in
     bounded memory, like a file. `derived_from` names the file the array started from,
-    for lineage, which records that the pixels were not read from it.
+    for lineage, which records that the pixels were not read from it. `valid` is the
+    array's `valid` coordinate (its file's mask), which its reads honour as a file's.
     """
 
     uri: str
     bands: tuple[int, ...]
     array: Any  # (band, y, x): a dask or numpy array
     derived_from: str | None
+    valid: Any = None  # (y, x) bool, dask or numpy: True where valid; None when no mask
 
     @classmethod
     def of(cls, scene: xr.DataArray) -> ArrayPixels:
@@ -237,17 +286,21 @@ class ArrayPixels(PlainSource):
             numbers if len(numbers) == scene.sizes["band"] else range(1, scene.sizes["band"] + 1)
         )
         uri = f"array:{scene.name or 'scene'}" + (f" derived from {origin}" if origin else "")
-        return cls(uri, tuple(bands), scene.data, str(origin) if origin else None)
+        derived = str(origin) if origin else None
+        return cls(uri, tuple(bands), scene.data, derived, scene_mask(scene))
 
     def read(self, window: Window, *, retries: int = REMOTE_RETRIES) -> np.ndarray:
-        rows, cols = window.toslices()
-        part = self.array[:, rows, cols]
-        if hasattr(part, "compute"):
-            part = part.compute(scheduler="sync")
-        return np.asarray(part)
+        return _computed(self.array[(slice(None), *window.toslices())])
+
+    def read_mask(self, window: Window, *, retries: int = REMOTE_RETRIES) -> np.ndarray | None:
+        if self.valid is None:
+            return None
+        return _computed(self.valid[window.toslices()]).astype(bool, copy=False)
 
     def subset(self, index: slice) -> ArrayPixels:
-        return ArrayPixels(self.uri, self.bands[index], self.array[index], self.derived_from)
+        return ArrayPixels(
+            self.uri, self.bands[index], self.array[index], self.derived_from, self.valid
+        )
 
     def lineage(self) -> dict[str, Any]:
         """No file holds these pixels: say so, and name the one they were derived from."""
@@ -264,7 +317,25 @@ class ArrayPixels(PlainSource):
 
     def __dask_tokenize__(self) -> tuple[Any, ...]:
         name = getattr(self.array, "name", None) or da.core.tokenize(self.array)
-        return ("ArrayPixels", self.uri, self.bands, name)
+        if self.valid is None:
+            return ("ArrayPixels", self.uri, self.bands, name)
+        mask = getattr(self.valid, "name", None) or da.core.tokenize(self.valid)
+        return ("ArrayPixels", self.uri, self.bands, name, mask)
+
+
+def _computed(part: Any) -> np.ndarray:
+    """A window of a dask array computed in the calling task; a numpy one as it is."""
+    if hasattr(part, "compute"):
+        part = part.compute(scheduler="sync")
+    return np.asarray(part)
+
+
+def scene_mask(scene: xr.DataArray) -> Any | None:
+    """The scene's (y, x) `valid` coordinate as a dask or numpy array, or None."""
+    coord = scene.coords.get(VALID)
+    if coord is None or coord.dims != ("y", "x"):
+        return None
+    return coord.data
 
 
 def scene_source(scene: xr.DataArray) -> PixelSource:
@@ -289,9 +360,13 @@ def scene_nodata(scene: xr.DataArray) -> float | None:
 
 
 def read_tile(scene: xr.DataArray, row: int, col: int, *, grid: TileGrid) -> np.ndarray:
-    """One tile's pixels by a windowed read of the file, bypassing dask (for the API)."""
+    """One tile's pixels by a windowed read of the file, bypassing dask (for the API).
+
+    A numpy masked array where the file has a per-dataset or alpha mask (masked where
+    invalid), which `infer_block` honours as a batch run does.
+    """
     try:
-        return scene_source(scene).read(grid.window(row, col))
+        return read_masked(scene_source(scene), grid.window(row, col))
     except RasterioError as exc:
         uri = scene.attrs["source"]
         raise SceneError(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import dask.array as da
 import numpy as np
 import xarray as xr
 from rasterio.crs import CRS
@@ -15,7 +16,7 @@ from rasterio.crs import CRS
 from satdask.core.features import FEATURE_NAMES, block_features
 from satdask.core.grid import Block, EdgePolicy, TileGrid, check_edge, require_tiles
 from satdask.core.schema import VARIABLE_ATTRS
-from satdask.views.scene import require_crs, scene_nodata
+from satdask.views.scene import require_crs, scene_mask, scene_nodata
 
 
 def scene_grid(scene: xr.DataArray, *, edge: EdgePolicy = "skip") -> TileGrid:
@@ -68,14 +69,23 @@ def tile_dataset(variables: Mapping[str, object], *, grid: TileGrid, crs: CRS) -
 
 
 def tile_features(scene: xr.DataArray, *, edge: EdgePolicy = "skip") -> xr.Dataset:
-    """Lazy per-tile features: one `map_blocks` call per chunk, nothing read yet."""
+    """Lazy per-tile features: one `map_blocks` call per chunk, nothing read yet.
+
+    The scene's `valid` coordinate (its file's mask), when it has one, is read beside
+    each chunk and honoured as a batch run honours it.
+    """
     require_crs(scene)
     grid = scene_grid(scene, edge=edge)
     t = grid.tile_size
     data = scene.data.rechunk(((scene.sizes["band"],), *tile_chunks(scene, grid)))
     row_tiles, col_tiles = grid.tiles_per_pixel_chunk((data.chunks[1], data.chunks[2]))
-    stacked = data.map_blocks(
+    arrays = [data]
+    mask = scene_mask(scene)
+    if mask is not None:  # (1, y, x), chunked as the pixels: one mask block per block
+        arrays.append(da.asarray(mask)[None].rechunk(((1,), data.chunks[1], data.chunks[2])))
+    stacked = da.map_blocks(
         _stacked_features,
+        *arrays,
         tile_size=t,
         nodata=scene_nodata(scene),
         edge=grid.edge,
@@ -89,7 +99,13 @@ def tile_features(scene: xr.DataArray, *, edge: EdgePolicy = "skip") -> xr.Datas
 
 
 def _stacked_features(
-    block: np.ndarray, *, tile_size: int, nodata: float | None, edge: EdgePolicy
+    block: np.ndarray,
+    mask: np.ndarray | None = None,
+    *,
+    tile_size: int,
+    nodata: float | None,
+    edge: EdgePolicy,
 ) -> np.ndarray:
-    f = block_features(block, tile_size=tile_size, nodata=nodata, edge=edge)
+    valid = None if mask is None else mask[0]
+    f = block_features(block, tile_size=tile_size, nodata=nodata, edge=edge, valid=valid)
     return np.stack([f.mean_intensity, f.std_intensity, f.valid_fraction, f.status])
