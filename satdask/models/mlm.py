@@ -263,7 +263,8 @@ def _scale(values: np.ndarray, scaling: Scaling | None) -> None:
 
 
 def _short(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, default=str)
+    """A value as a message shows it: 'text' quoted as Python does, the rest as JSON."""
+    text = repr(value) if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
