@@ -75,10 +75,18 @@ def _block_tasks(plan: RunPlan) -> tuple[str, HighLevelGraph]:
         options |= {"plan": plan.pixel, "grid": plan.grid, "staging": None}
     else:
         run, options["tile_size"] = run_block, plan.grid.tile_size
-    name = f"satdask-blocks-{tokenize(plan.source, plan.model, plan.fingerprint)}"
-    task = partial(run, plan.source, model=plan.model, **options)
-    layer: dict[Any, Any] = {(name, i): (task, block) for i, block in enumerate(plan.blocks)}
+    token = tokenize(plan.source, plan.model, plan.fingerprint)
+    name, model_key = f"satdask-blocks-{token}", f"satdask-model-{token}"
+    task = partial(_run_block, run=run, source=plan.source, **options)
+    # the model is a key of its own, so a cluster receives its bytes once, not per task
+    layer: dict[Any, Any] = {model_key: plan.model}
+    layer |= {(name, i): (task, block, model_key) for i, block in enumerate(plan.blocks)}
     return name, HighLevelGraph.from_collections(name, layer, dependencies=())
+
+
+def _run_block(block: Any, model: Model, *, run: Any, source: Any, **options: Any) -> BlockResult:
+    result: BlockResult = run(source, block, model=model, **options)
+    return result
 
 
 def _variable(
