@@ -37,6 +37,7 @@ _EXPORTS = {
     "open_scene": "satdask.views.scene",
     "predict": "satdask.pipeline.predict",
     "PixelModel": "satdask.models.base",
+    "OnnxModel": "satdask.models.onnx",
     "ModelClass": "satdask.models.base",
     "read_tile": "satdask.views.scene",
     "run_batch": "satdask.pipeline.batch",
