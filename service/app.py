@@ -2,12 +2,15 @@
 
 Each tile request reads only that tile's window (what `satdask.read_tile` does, with the
 scene's source cached) and runs the block function batch runs (`satdask.infer_block`)
-on a block of one tile, so the service and the batch run store cannot disagree. The
-model is loaded once, in the lifespan, with its checksum verified; scenes are opened
-lazily into a bounded cache. Raster reads and numpy work run on `settings.threads`
-reader threads, never on the event loop; a tile always goes to the same thread, whose
-GDAL handle caches its blocks. The app keeps no state between requests beyond those
-caches, so any number of instances can serve one data root.
+on a block of one tile, so the service and the batch run store cannot disagree. A pixel
+model's tile goes through its batch block function too (`service.pixels`), answered as
+class counts (JSON), a colour PNG or a GeoTIFF, as the client's Accept header asks. The
+model is loaded once, in the lifespan, with its checksum verified (an ONNX model's
+session built then, once per process); scenes are opened lazily into a bounded cache.
+Raster reads, models and numpy work run on `settings.threads` reader threads, never on
+the event loop; a tile always goes to the same thread, whose GDAL handle caches its blocks.
+The app keeps no state between requests beyond those caches, so any number of instances
+can serve one data root.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
@@ -26,41 +29,54 @@ from typing import Annotated, Any
 
 import msgspec
 import numpy as np
+from affine import Affine
 from litestar import HttpMethod, Litestar, MediaType, Request, Response, get, post, route
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import HTTPException, SerializationException
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
+from litestar.openapi.spec import (
+    Components,
+    OpenAPIMediaType,
+    OpenAPIType,
+    Operation,
+    Schema,
+    SecurityScheme,
+)
 from litestar.params import Body, Parameter
 from litestar.response import Redirect
 from rasterio.errors import RasterioError
 
 import satdask
 from satdask.core.features import STATUS_NAMES
-from satdask.core.grid import TileGrid, size_text
+from satdask.core.grid import TileGrid, Window, size_text
 from satdask.core.inference import infer_block
+from satdask.core.windows import WindowLayout, check_padding
 from satdask.io._gdal import gdal_message
 from satdask.io.geotiff import read_retries
 from satdask.io.registry import ModelArtifact, ModelRegistry, parse_model_ref
 from satdask.io.source import read_masked
+from satdask.models.base import PixelModel
 from service.auth import PUBLIC, api_key_guard, host_guard, on_the_loop
 from service.docs import CSP, render_docs
 from service.errors import (
     ListingUnsupportedError,
     ModelNotReadyError,
+    NotAcceptableError,
     RasterTooLargeError,
     TileOutsideGridError,
     TileReadError,
 )
 from service.gdal import configure_service_gdal, restore_gdal_env
+from service.images import GEOTIFF, JSON, PNG, TIFF, geotiff, negotiate, png
 from service.limits import FileLimits
 from service.listing import Bounds, SceneListing
 from service.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from service.paths import MAX_PATH_CHARS
+from service.pixels import PixelTiles, TileClasses
 from service.public import client_error, describe_exception, public_lineage
 from service.remote import RemoteRoot, recheck, remote_error
-from service.scenes import OpenScene, SceneStore, check_model
+from service.scenes import ModelMismatchError, OpenScene, SceneStore, check_model
 from service.schemas import (
     ErrorBody,
     Health,
@@ -68,6 +84,7 @@ from service.schemas import (
     InferRequest,
     InferRequestSchemaPlugin,
     ModelInfo,
+    PixelTileResponse,
     Ready,
     SceneInfo,
     SceneList,
@@ -92,6 +109,8 @@ _ERROR_TEXT = {
     401: "Missing or invalid API key.",
     404: "No such scene under the data root (or one that may not be read), or a tile "
     "outside the grid.",
+    406: "An Accept header naming none of application/json, image/png and image/tiff, or "
+    "an image of a model without per-pixel classes (a threshold model, a window classifier).",
     413: "Request body over the size limit.",
     414: "Request line over SATDASK_MAX_REQUEST_LINE bytes (refused before routing).",
     415: "A body sent without Content-Type: application/json.",
@@ -142,6 +161,32 @@ def load_model(ref: str) -> ModelArtifact:
 
 
 @dataclass
+class InferOperation(Operation):
+    """`POST /infer`'s OpenAPI operation: its 200 also comes as a PNG or a GeoTIFF.
+
+    Litestar documents one media type per status; the images are added here (a
+    dataclass again, so that its generated `__init__` calls `__post_init__`).
+    """
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get("200")
+        content = getattr(ok, "content", None)
+        if isinstance(content, dict):
+            for media, what in (
+                (PNG, "a pixel model's tile as a colour PNG (no class: transparent)"),
+                (TIFF, "a pixel model's tile as a GeoTIFF (image/tiff; application=geotiff)"),
+            ):
+                content[media] = OpenAPIMediaType(
+                    schema=Schema(
+                        type=OpenAPIType.STRING, content_media_type=media, description=what
+                    )
+                )
+
+
+Answer = SceneTileResponse | TilePathResponse | PixelTileResponse
+
+
+@dataclass
 class Runtime:
     """What the handlers share: settings, caches, metrics and the loaded model."""
 
@@ -149,6 +194,7 @@ class Runtime:
     scenes: SceneStore
     metrics: Metrics
     artifact: ModelArtifact | None = None
+    pixels: PixelTiles | None = None  # the artifact's pixel model, made once (its session too)
     executors: list[ThreadPoolExecutor] = field(default_factory=list, repr=False)
     listing: SceneListing | None = field(default=None, repr=False)  # GET /scenes (local root)
 
@@ -193,9 +239,15 @@ class Runtime:
         remote read that still fails is told apart by asking the store again: it does not
         answer (502), the file is gone (404), or else the bytes did not decode (422).
         """
+        with self.reading(opened, row, col):
+            return read_masked(opened.source, grid.window(row, col))  # with the file's mask
+
+    @contextmanager
+    def reading(self, opened: OpenScene, row: int, col: int) -> Iterator[None]:
+        """Pixels of tile (row, col) read inside: a failed read becomes the client's error."""
         retries = read_retries()
         try:
-            return read_masked(opened.source, grid.window(row, col))  # with the file's mask
+            yield
         except (RasterioError, OSError) as exc:
             self.metrics.tile_read_failures.inc()
             reason = gdal_message(exc) if isinstance(exc, RasterioError) else "I/O error"
@@ -243,6 +295,81 @@ class Runtime:
             latency_ms=0.0,
         )
 
+    def infer_pixels(
+        self, request: SceneTileRequest, tiles: PixelTiles, media: str
+    ) -> PixelTileResponse | bytes:
+        """A pixel model's tile: its classes as `media` (counts as JSON, a PNG, a GeoTIFF)."""
+        opened = self.scene(request.scene)
+        grid, row, col = opened.grid, request.row, request.col
+        layout = tiles.layout(opened, tile_size=grid.tile_size)
+        if row >= grid.rows or col >= grid.cols:
+            raise self.outside_grid(opened, row, col)
+        window = grid.window(row, col)
+        padding = check_padding(request.padding or "reflect")
+        with self.reading(opened, row, col):
+            found = tiles.classify(
+                opened, window, layout=layout, tile_size=grid.tile_size, edge=grid.edge,
+                padding=padding,
+            )  # fmt: skip
+        return self.pixel_answer(
+            tiles, opened, found, window, grid.tile_transform(row, col), layout,
+            row=row, col=col, padding=padding, media=media,
+        )  # fmt: skip
+
+    def pixel_answer(
+        self,
+        tiles: PixelTiles,
+        opened: OpenScene,
+        found: TileClasses,
+        window: Window,
+        corner: Affine,
+        layout: WindowLayout,
+        *,
+        row: int,
+        col: int,
+        padding: str,
+        media: str,
+    ) -> PixelTileResponse | bytes:
+        """`found`, the classes of `window` (upper-left corner at `corner`), as `media`.
+
+        The JSON bounds are the window's: a tile at the scene's edge has fewer pixels.
+        """
+        artifact = tiles.artifact
+        if media == PNG:
+            return png(found.classes, tiles.table, tiles.colours)
+        if media == TIFF:
+            tags = {
+                "satdask_model_id": artifact.id,
+                "satdask_model_sha256": artifact.sha256,
+                "satdask_padding": padding,
+            }
+            return geotiff(
+                found.classes, tiles.table, tiles.colours, transform=corner, crs=opened.crs,
+                tags=tags, flags=tiles.flags(),
+            )  # fmt: skip
+        xs = (corner.c, corner.c + corner.a * window.width)
+        ys = (corner.f, corner.f + corner.e * window.height)
+        return PixelTileResponse(
+            scene=opened.path,
+            row=row,
+            col=col,
+            counts=found.counts,
+            nodata=found.nodata,
+            prediction=found.prediction,
+            status=STATUS_NAMES[found.status],  # type: ignore[arg-type]
+            valid_fraction=found.valid_fraction,
+            width=window.width,
+            height=window.height,
+            window=layout.size,
+            halo=layout.halo,
+            padding=padding,  # type: ignore[arg-type]
+            bounds=[min(xs), min(ys), max(xs), max(ys)],
+            crs=opened.crs,
+            model_id=artifact.id,
+            model_sha256=artifact.sha256,
+            latency_ms=0.0,
+        )
+
     def outside_grid(self, opened: OpenScene, row: int, col: int) -> TileOutsideGridError:
         """What a client asking for a tile beyond the grid is told, and how to go on."""
         grid, name = opened.grid, opened.path
@@ -260,10 +387,9 @@ class Runtime:
             + "serve it with a smaller --tile-size (SATDASK_TILE_SIZE) or --edge pad"
         )
 
-    def infer_whole(self, request: TilePathRequest, artifact: ModelArtifact) -> TilePathResponse:
-        """The reference contract: the whole raster is one tile (side = its longer side,
-        edge 'pad', so a non-square raster's missing pixels count as invalid)."""
-        opened = self.scene(request.tile_path)
+    def whole(self, path: str) -> OpenScene:
+        """The scene of a `tile_path` request, refused over the form's pixel limit."""
+        opened = self.scene(path)
         limit = self.settings.max_raster_pixels
         if opened.height * opened.width > limit:
             raise RasterTooLargeError(
@@ -271,6 +397,12 @@ class Runtime:
                 f"({opened.height * opened.width} px) is over the {limit} px limit of the "
                 "tile_path form; ask for its tiles with scene, row and col"
             )
+        return opened
+
+    def infer_whole(self, request: TilePathRequest, artifact: ModelArtifact) -> TilePathResponse:
+        """The reference contract: the whole raster is one tile (side = its longer side,
+        edge 'pad', so a non-square raster's missing pixels count as invalid)."""
+        opened = self.whole(request.tile_path)
         side = max(opened.height, opened.width)
         check_model(artifact, opened, tile_size=side, allow=self.allow_mismatch)
         self.scenes.check_whole(opened)
@@ -287,6 +419,32 @@ class Runtime:
             model_path=f"{artifact.id}.json",
             model_id=artifact.id,
         )
+
+    def infer_whole_pixels(
+        self, request: TilePathRequest, tiles: PixelTiles, media: str
+    ) -> PixelTileResponse | bytes:
+        """A pixel model over a whole (small) raster: its windows laid as in a run of the
+        service's tile size, so the pixels are that run's; summarised as one tile."""
+        opened = self.whole(request.tile_path)
+        tile_size = self.settings.tile_size
+        if tiles.window_model:
+            raise ModelMismatchError(
+                f"{opened.path}: model {tiles.artifact.id} is a window classifier, which "
+                "classifies tiles, not a whole raster; ask for its tiles with scene, row and col"
+            )
+        layout = tiles.layout(opened, tile_size=tile_size)
+        self.scenes.check_whole(opened)
+        padding = check_padding(request.padding or "reflect")
+        window = Window(0, 0, opened.width, opened.height)
+        side = max(opened.height, opened.width)
+        with self.reading(opened, 0, 0):
+            found = tiles.classify(
+                opened, window, layout=layout, tile_size=side, edge="pad", padding=padding
+            )
+        return self.pixel_answer(
+            tiles, opened, found, window, opened.grid.transform, layout,
+            row=0, col=0, padding=padding, media=media,
+        )  # fmt: skip
 
     def scene_info(self, path: str) -> SceneInfo:
         opened = self.scene(path)
@@ -354,6 +512,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ]
         if settings.model:
             rt.artifact = await rt.in_thread(load_model, settings.model)
+            if isinstance(rt.artifact.model, PixelModel):
+                rt.pixels = await rt.in_thread(PixelTiles.load, rt.artifact)
             log.info("model %s loaded (sha256 %s)", rt.artifact.id, rt.artifact.sha256[:12])
         else:
             log.warning("no model configured: /ready and /infer answer 503")
@@ -373,7 +533,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         try:
             yield
         finally:
-            rt.artifact = None
+            rt.artifact, rt.pixels = None, None
             metrics.set_model(None)
             for executor in rt.executors:
                 executor.shutdown(wait=True, cancel_futures=True)
@@ -386,20 +546,49 @@ def create_app(settings: Settings | None = None) -> Litestar:
         status_code=200,
         summary="Predict one tile",
         description="`{tile_path}`: a whole raster as one tile (the reference pipeline's "
-        "contract). `{scene, row, col}`: one tile of a scene in the service's tile grid.",
-        responses=_errors(400, 401, 404, 413, 415, 422, 502, 503),
+        "contract). `{scene, row, col}`: one tile of a scene in the service's tile grid. "
+        "A threshold model answers its tile's class. A pixel model answers the class of "
+        "every pixel of the tile, exactly as a batch run's store holds them: as class "
+        "counts (JSON, the default), a colour PNG (`Accept: image/png`; no class is "
+        "transparent) or a GeoTIFF on the scene's grid (`Accept: image/tiff`).",
+        responses=_errors(400, 401, 404, 406, 413, 415, 422, 502, 503),
+        operation_class=InferOperation,
     )
     async def infer(
+        request: Request[Any, Any, Any],
         data: Annotated[InferRequest, Body(media_type=RequestEncodingType.JSON)],
-    ) -> SceneTileResponse | TilePathResponse:
+    ) -> Response[Answer]:
         start = perf_counter()
         artifact = rt.require_model()
-        if isinstance(data, SceneTileRequest):
+        media = negotiate(request.headers.get("accept"))
+        assert isinstance(data, SceneTileRequest | TilePathRequest)
+        tiles = rt.pixels
+        if media != JSON and (tiles is None or tiles.window_model):
+            kind = "window classifier" if tiles else f"{artifact.model.kind} model"
+            raise NotAcceptableError(
+                f"Accept: model {artifact.id} is a {kind}, which gives one class per tile "
+                f"and no per-pixel classes: it is answered as {JSON} only"
+            )
+        if tiles is None:  # a tile model reads the tile alone: padding changes nothing
+            if isinstance(data, TilePathRequest):
+                return Response(
+                    await rt.in_thread(rt.infer_whole, data, artifact, key=data.tile_path)
+                )
             key = (data.scene, data.row, data.col)
             result = await rt.in_thread(rt.infer_tile, data, artifact, key=key)
             result.latency_ms = (perf_counter() - start) * 1000.0
-            return result
-        return await rt.in_thread(rt.infer_whole, data, artifact, key=data.tile_path)
+            return Response(result)
+        if isinstance(data, SceneTileRequest):
+            key = (data.scene, data.row, data.col)
+            answer = await rt.in_thread(rt.infer_pixels, data, tiles, media, key=key)
+        else:
+            answer = await rt.in_thread(
+                rt.infer_whole_pixels, data, tiles, media, key=data.tile_path
+            )
+        if isinstance(answer, bytes):
+            return Response(answer, media_type=GEOTIFF if media == TIFF else PNG)
+        answer.latency_ms = (perf_counter() - start) * 1000.0
+        return Response(answer)
 
     @get(
         "/scenes",

@@ -65,6 +65,11 @@ class ListingUnsupportedError(SatdaskError):
         )
 
 
+class NotAcceptableError(SatdaskError):
+    """An Accept header the loaded model cannot answer: an image of a model without
+    per-pixel classes, or a media type the service does not serve."""
+
+
 class ModelNotReadyError(SatdaskError):
     """No model is loaded; the service is alive but not ready."""
 
@@ -79,6 +84,7 @@ STATUS_BY_ERROR: Mapping[type[BaseException], int] = {
     TileReadError: 422,
     RasterTooLargeError: 422,
     ModelNotReadyError: 503,
+    NotAcceptableError: 406,
     ListingUnsupportedError: 501,
     RemoteUnavailableError: 502,
     ConfigError: 500,

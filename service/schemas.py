@@ -26,6 +26,14 @@ RelativePath = Annotated[
     ),
 ]
 TileIndex = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1, description="0-based tile index.")]
+PaddingName = Annotated[
+    Literal["reflect", "symmetric", "edge", "zeros"],
+    msgspec.Meta(
+        description="What a pixel model's windows see beyond the scene's edge, as in a "
+        "batch run (`run_batch(padding=)`); reflect when omitted. A threshold model reads "
+        "the tile alone, so its answer does not depend on it."
+    ),
+]
 
 
 class InferRequest:
@@ -38,6 +46,7 @@ class TilePathRequest(msgspec.Struct, InferRequest, forbid_unknown_fields=True):
     """The reference pipeline's form: a whole (small) raster treated as one tile."""
 
     tile_path: RelativePath
+    padding: PaddingName | None = None
 
 
 class SceneTileRequest(msgspec.Struct, InferRequest, forbid_unknown_fields=True):
@@ -46,6 +55,7 @@ class SceneTileRequest(msgspec.Struct, InferRequest, forbid_unknown_fields=True)
     scene: RelativePath
     row: TileIndex
     col: TileIndex
+    padding: PaddingName | None = None
 
 
 def decode_infer_request(_: type, value: Any) -> InferRequest:
@@ -115,6 +125,48 @@ class SceneTileResponse(msgspec.Struct):
     ]
     crs: str
     model_id: str
+    latency_ms: float
+
+
+class PixelTileResponse(msgspec.Struct):
+    """A pixel model's tile: its pixels by class, and the tile's summary as a run has it."""
+
+    scene: str
+    row: int
+    col: int
+    counts: Annotated[
+        dict[str, int],
+        msgspec.Meta(
+            description="pixels of the tile in each of the model's classes, by class name "
+            "(every class, 0 included); empty for a window classifier, whose answer is the "
+            "tile's one class (`prediction`)"
+        ),
+    ]
+    nodata: Annotated[
+        int, msgspec.Meta(description="pixels of the tile with no class: nodata or masked")
+    ]
+    prediction: Annotated[
+        int,
+        msgspec.Meta(
+            description="class value of the tile as a run's tile grid has it: the majority "
+            "class of its valid pixels (a window classifier: its window's class); -1 none"
+        ),
+    ]
+    status: Status
+    valid_fraction: float
+    width: Annotated[int, msgspec.Meta(description="the tile's pixels across (less at an edge)")]
+    height: int
+    window: Annotated[int, msgspec.Meta(description="side of the model's windows in px")]
+    halo: Annotated[int, msgspec.Meta(description="context cropped from each window's side")]
+    padding: Literal["reflect", "symmetric", "edge", "zeros"]
+    bounds: Annotated[
+        list[float], msgspec.Meta(description="left, bottom, right, top in the scene's CRS")
+    ]
+    crs: str
+    model_id: str
+    model_sha256: Annotated[
+        str, msgspec.Meta(description="the model artifact's sha256, as a run store records it")
+    ]
     latency_ms: float
 
 

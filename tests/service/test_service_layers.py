@@ -17,8 +17,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("service",),  # the package: create_app and Settings
     ("service.server",),  # `satdask serve`: settings, GDAL options, then uvicorn
     ("service.app", "service.protocol"),
+    ("service.pixels",),  # a pixel model's tile
     ("service.scenes", "service.schemas", "service.docs", "service.settings", "service.listing"),
-    ("service.auth", "service.metrics", "service.gdal", "service.loadgen"),
+    ("service.auth", "service.metrics", "service.gdal", "service.loadgen", "service.images"),
     ("service.public",),  # what a client may see: names, messages, error bodies
     ("service.remote",),
     ("service.paths", "service.limits"),  # containment; what a file may claim

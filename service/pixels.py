@@ -1,0 +1,161 @@
+"""A pixel model's answer for one tile: the batch run's block function on the tile's window.
+
+`satdask.io.halo.pixel_block` is what a batch run's task calls for each block. Given the
+tile's window it reads the halo the model's windows need across the tile's borders from
+the scene, and pads beyond the scene's edge as the run does, so the classes of a tile are
+the run store's `pixels/prediction` over that window, bit for bit, whatever the run's
+chunking: windows are anchored to the scene's (0, 0), and a tile depends only on the
+scene, the model, the tile size and the padding. The tile's summary (status, majority
+class) is the run's too: `block_features` and `tile_summary` on the same arrays.
+
+`PixelTiles` is made once, when the app loads the model, and holds the model object for
+the process: an ONNX model's session (cached per process by sha256 in
+`satdask.models.onnx`) is built then, off the event loop, and every request shares it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from satdask.core.features import STATUS_OK, block_features
+from satdask.core.grid import EdgePolicy, Window
+from satdask.core.pixels import ClassTable, model_layout, tile_summary
+from satdask.core.windows import Padding, WindowLayout
+from satdask.io.halo import pixel_block
+from satdask.io.registry import ModelArtifact
+from satdask.models.base import PixelModel, describe_inputs
+from satdask.models.onnx import OnnxModel
+from service.images import palette
+from service.scenes import ModelMismatchError, OpenScene
+
+
+@dataclass(frozen=True)
+class TileClasses:
+    """One tile's classes and its summary, as a run has them."""
+
+    classes: np.ndarray  # (y, x) class values, the table's fill where no class; (1, 1) window
+    valid: np.ndarray  # (y, x) bool
+    counts: dict[str, int]  # pixels per class name; {} for a window classifier
+    prediction: int  # the run's tile grid value: majority (or window) class, -1 none
+    status: int
+    valid_fraction: float
+
+    @property
+    def nodata(self) -> int:
+        return int(self.valid.size - np.count_nonzero(self.valid))
+
+
+class PixelTiles:
+    """The loaded pixel model, its class table and colours, and its window layouts."""
+
+    def __init__(self, artifact: ModelArtifact) -> None:
+        model = artifact.model
+        if not isinstance(model, PixelModel):
+            raise TypeError(f"model {artifact.id} is a {model.kind} model, not a pixel model")
+        self.artifact = artifact
+        self.model: PixelModel = model
+        self.table = ClassTable.of(model.classes)
+        self.colours = palette(self.table, model.classes)
+        self._layouts: dict[int, WindowLayout] = {}
+
+    @classmethod
+    def load(cls, artifact: ModelArtifact) -> PixelTiles:
+        """Ready to serve: an ONNX model's session built, and its output checked, now."""
+        tiles = cls(artifact)
+        if isinstance(tiles.model, OnnxModel):
+            tiles.model.check()
+        return tiles
+
+    @property
+    def window_model(self) -> bool:
+        return self.model.output == "window"
+
+    def flags(self) -> dict[str, str]:
+        """CF flag attributes of the classes, as the run store's `pixels/prediction` has."""
+        classes = self.model.classes
+        return {
+            "flag_values": " ".join(str(c.value) for c in classes),
+            "flag_meanings": " ".join(c.name.replace(" ", "_") for c in classes),
+        }
+
+    def layout(self, opened: OpenScene, *, tile_size: int) -> WindowLayout:
+        """The model's windows for tiles of `tile_size`, after refusing a scene it cannot read.
+
+        A network takes the bands it was built for: no setting serves it others (as in
+        batch). A window classifier's tiles are its windows less the halo.
+        """
+        name = self.artifact.id
+        if self.model.bands not in (None, opened.bands):
+            raise ModelMismatchError(
+                f"{opened.path}: model {name} reads {describe_inputs(self.model.bands)}, the "
+                f"scene has {describe_inputs(opened.bands)}; serve a model made for such scenes"
+            )
+        layout = self._layouts.get(tile_size)
+        if layout is None:
+            layout = self._layouts[tile_size] = model_layout(self.model, tile_size=tile_size)
+        if self.window_model and layout.step != tile_size:
+            raise ModelMismatchError(
+                f"{opened.path}: model {name} classifies {layout.size} px windows less a "
+                f"{layout.halo} px halo, {layout.step} px tiles, not the service's "
+                f"{tile_size} px tiles; serve it with --tile-size {layout.step} "
+                "(SATDASK_TILE_SIZE)"
+            )
+        return layout
+
+    def classify(
+        self,
+        opened: OpenScene,
+        window: Window,
+        *,
+        layout: WindowLayout,
+        tile_size: int,
+        edge: EdgePolicy,
+        padding: Padding,
+    ) -> TileClasses:
+        """The classes of `window` (a tile: `tile_size` px, less at an edge) and its summary.
+
+        Raises rasterio's errors for bytes that cannot be decoded, as a read does.
+        """
+        block = pixel_block(
+            opened.source,
+            window,
+            model=self.model,
+            layout=layout,
+            table=self.table,
+            height=opened.height,
+            width=opened.width,
+            padding=padding,
+            nodata=opened.nodata,
+        )
+        features = block_features(
+            block.pixels, tile_size=tile_size, nodata=opened.nodata, edge=edge, valid=block.valid
+        )
+        status = int(features.status[0, 0])
+        ok = status == STATUS_OK
+        if self.window_model:
+            counts: dict[str, int] = {}
+            prediction = int(block.classes[0, 0]) if ok else -1
+        else:
+            counts = self.count(block.classes)
+            _, majority = tile_summary(
+                block.classes, table=self.table, tile_size=tile_size, rows=1, cols=1
+            )
+            prediction = int(majority[0, 0]) if ok else -1
+        return TileClasses(
+            classes=block.classes,
+            valid=block.valid,
+            counts=counts,
+            prediction=prediction,
+            status=status,
+            valid_fraction=float(features.valid_fraction[0, 0]),
+        )
+
+    def count(self, classes: np.ndarray) -> dict[str, int]:
+        """Pixels per class name, every class included (a name given twice adds up)."""
+        found = np.bincount(classes.ravel(), minlength=self.table.fill + 1)
+        counts: dict[str, int] = {}
+        for c in self.model.classes:
+            counts[c.name] = counts.get(c.name, 0) + int(found[c.value])
+        return counts
