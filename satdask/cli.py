@@ -130,11 +130,24 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="the run store (a path or s3://...); for several scenes, a directory",
     )
-    _scene_options(s)
+    _scene_options(s, tile_size=None)
     s.add_argument(
         "--allow-model-mismatch",
         action="store_true",
         help="run a model on bands, a dtype or a tile size unlike those it was trained on",
+    )
+    s.add_argument(
+        "--padding",
+        choices=["reflect", "symmetric", "edge", "zeros"],
+        default="reflect",
+        help="pixel models: what a window sees beyond the scene's edge (the scene mirrored "
+        "without or with its edge pixel, the edge pixel repeated, or zeros)",
+    )
+    s.add_argument(
+        "--keep-scores",
+        action="store_true",
+        help="pixel models: also keep every pixel's class scores (float16) in the store's "
+        "pixels group",
     )
     s.add_argument("--overwrite", action="store_true", help="replace an existing run store")
     s.add_argument(
@@ -152,10 +165,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--registry", type=Path, help="model registry (default: the recorded one)")
     s.set_defaults(func=cmd_runs_verify)
 
-    s = _command(sub, "export", help="export a run in the reference pipeline's shape")
+    s = _command(
+        sub,
+        "export",
+        help="export a run: json, the tile grid in the reference pipeline's shape; cog, a "
+        "pixel model's classes as a Cloud Optimized GeoTIFF with their colours",
+    )
     s.add_argument("store", help="a path or s3://...")
-    s.add_argument("--format", choices=["json"], required=True, help="output format")
-    s.add_argument("--out", type=Path, help="file to write (default: stdout)")
+    s.add_argument("--format", choices=["json", "cog"], required=True, help="output format")
+    s.add_argument("--out", type=Path, help="file to write (default: stdout; cog needs one)")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     s.set_defaults(func=cmd_export)
 
     models = _group(sub, "models", help="inspect a model registry, import models into it")
@@ -198,9 +217,17 @@ _EDGE_HELP = (
 )
 
 
-def _scene_options(s: argparse.ArgumentParser) -> None:
+def _scene_options(s: argparse.ArgumentParser, *, tile_size: int | None = 256) -> None:
+    """`tile_size=None`: no default, the model's (a window classifier's tiles are its windows
+    less their halo, 256 px for any other model)."""
     s.add_argument("--scheduler", default="local", help="local, threads or tcp://host:port")
-    s.add_argument("--tile-size", type=_positive, default=256, help="tile side, in pixels")
+    s.add_argument(
+        "--tile-size",
+        type=_positive,
+        default=tile_size,
+        help="tile side, in pixels"
+        + ("" if tile_size else " (default: 256, or a window model's windows less the halo)"),
+    )
     s.add_argument(
         "--tiles-per-chunk",
         type=_positive,
@@ -304,6 +331,7 @@ def cmd_infer(args: argparse.Namespace) -> None:
 
     directory, ref = parse_model_ref(args.model)
     artifact = ModelRegistry(directory).load(ref)
+    _check_pixel_options(args, artifact)
     options = dict(
         scheduler=args.scheduler,
         allow_model_mismatch=args.allow_model_mismatch,
@@ -315,8 +343,15 @@ def cmd_infer(args: argparse.Namespace) -> None:
     # One scene is one store, unless it is an item collection (run_many expands the rest)
     scenes = expand_collections(args.scenes) if len(args.scenes) == 1 else args.scenes
     if scenes == args.scenes and len(scenes) == 1:
-        print(_summary(run_batch(scenes[0], artifact, args.out, **options)))
+        pixel = {"padding": args.padding, "keep_scores": args.keep_scores}
+        print(_summary(run_batch(scenes[0], artifact, args.out, **options, **pixel)))
         return
+    if args.padding != "reflect" or args.keep_scores:
+        raise SatdaskError(
+            "--padding and --keep-scores apply to one scene per run for now; "
+            f"run the {len(scenes)} scenes one at a time"
+        )
+    options["tile_size"] = options["tile_size"] or 256
     from satdask.pipeline.many import run_many
 
     manifest = run_many(scenes, artifact, args.out, **options)
@@ -333,6 +368,18 @@ def cmd_infer(args: argparse.Namespace) -> None:
     if manifest.failed:
         raise SatdaskError(
             f"{len(manifest.failed)} of {len(manifest.scenes)} scenes failed; see {manifest.path}"
+        )
+
+
+def _check_pixel_options(args: argparse.Namespace, artifact: Any) -> None:
+    """--keep-scores means nothing to a model with no class scores per pixel: say so."""
+    from satdask.models.base import PixelModel
+
+    model = artifact.model
+    if args.keep_scores and not (isinstance(model, PixelModel) and model.output == "pixel"):
+        kind = "a window classifier" if isinstance(model, PixelModel) else f"a {model.kind} model"
+        raise SatdaskError(
+            f"--keep-scores: model {artifact.id} is {kind}, with no class scores per pixel"
         )
 
 
@@ -358,10 +405,7 @@ def _summary(result: Any) -> str:
             f"{coverage['rows_uncovered']} rows and {coverage['cols_uncovered']} cols "
             f"(--edge pad infers them)"
         )
-    lines.append(
-        f"  preds  {p['bright']} bright ({_pct(p['bright_pct'])}), "
-        f"{p['dark']} dark ({_pct(p['dark_pct'])})"
-    )
+    lines += _prediction_lines(result, p, r["config"])
     timings, resume = r.get("timings"), r.get("resume")
     if timings:
         p95 = m["latency"]["block_ms"]["p95"]
@@ -381,6 +425,37 @@ def _summary(result: Any) -> str:
     lines += [f"  - {text}" for text in h["reasons"] if text.startswith("No data")]
     lines += [f"  - {text}" for text in h["recommendations"]]
     return "\n".join(lines)
+
+
+def _prediction_lines(result: Any, p: Any, config: Any) -> list[str]:
+    """Tiles per class: a threshold model's bright and dark, or a pixel or window model's
+    classes in its order, with its windows and (pixel model) each class's pixel share."""
+    if "classes" not in p:
+        return [
+            f"  preds  {p['bright']} bright ({_pct(p['bright_pct'])}), "
+            f"{p['dark']} dark ({_pct(p['dark_pct'])})"
+        ]
+    classes = result.classes()
+    order = {c.name: i for i, c in enumerate(classes)}
+    names = sorted(p["classes"], key=lambda name: order.get(name, len(order)))
+    pct = p.get("classes_pct") or {}
+    lines = [
+        "  preds  "
+        + ", ".join(f"{p['classes'][n]} {n} ({_pct(pct.get(n))})" for n in names)
+        + " tiles"
+    ]
+    if "window" in config:
+        scores = ", class scores kept" if config.get("keep_scores") else ""
+        lines.append(
+            f"  window {config['window']} px, halo {config.get('halo', 0)} px, "
+            f"padding {config.get('padding', '-')}{scores}"
+        )
+    if any(c.share is not None for c in classes):
+        shares = ", ".join(
+            f"{c.name} {_pct(None if c.share is None else 100 * c.share)}" for c in classes
+        )
+        lines.append(f"  share  {shares} of the valid pixels in ok tiles")
+    return lines
 
 
 def _pct(value: float | None) -> str:
@@ -413,13 +488,23 @@ def cmd_runs_verify(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from satdask.export import reference_json, write_export
+    from satdask.export import reference_json, write_cog, write_export
 
+    if args.format == "cog":
+        if args.out is None:
+            raise SatdaskError("--format cog writes a file: give it with --out PATH.tif")
+        cog = write_cog(args.store, args.out, overwrite=args.overwrite)
+        print(
+            f"wrote {args.out} ({cog.size}, {cog.dtype}, {len(cog.classes)} classes, "
+            f"{len(cog.overviews)} overview{'s' * (len(cog.overviews) != 1)}; class names also in "
+            f"{cog.sidecar.name})"
+        )
+        return
     text = json.dumps(reference_json(args.store), indent=2, allow_nan=False)
     if args.out is None:
         print(text)
     else:
-        write_export(args.out, text + "\n")
+        write_export(args.out, text + "\n", overwrite=args.overwrite)
         print(f"wrote {args.out}")
 
 

@@ -162,9 +162,12 @@ def _prediction_rows(p: Predictions) -> list[Row]:
     def share(pct: Any) -> str:
         return "" if pct is None else f" ({_num(pct, 3)}%)"
 
+    if "classes" in p:  # a pixel or window model's classes, by name
+        pct = p.get("classes_pct") or {}
+        return [(name, f"{_num(n)}{share(pct.get(name))}") for name, n in p["classes"].items()]
     return [
-        ("bright", f"{_num(p['bright'])}{share(p.get('bright_pct'))}"),
-        ("dark", f"{_num(p['dark'])}{share(p.get('dark_pct'))}"),
+        ("bright", f"{_num(p.get('bright'))}{share(p.get('bright_pct'))}"),
+        ("dark", f"{_num(p.get('dark'))}{share(p.get('dark_pct'))}"),
     ]
 
 

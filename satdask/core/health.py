@@ -8,9 +8,10 @@ so every value is a Python ``int``/``float``/``bool``/``str`` or ``None``
 strict JSON, and ``health_report()`` must give the same answer on the reloaded
 dict as on the fresh one.
 
-Status codes (uint8): 0 ok, 1 nodata, 2 failed. Predictions (int8): 1 bright,
-0 dark, -1 none. Only ok tiles enter the feature statistics; nodata tiles were
-never attempted, so they count in neither the success nor the failure rate.
+Status codes (uint8): 0 ok, 1 nodata, 2 failed. Predictions (int8): a threshold
+model's 1 bright and 0 dark, or a pixel or window model's class values; -1 none.
+Only ok tiles enter the feature statistics; nodata tiles were never attempted, so
+they count in neither the success nor the failure rate.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from satdask.core.schema import (
     HealthStatus,
     Latency,
     Monitoring,
+    Predictions,
     TileCounts,
     Verdict,
 )
@@ -209,6 +211,7 @@ def summarize(
     run_seconds: float,
     training: Mapping[str, Any] | None,
     read_retries: int = 0,
+    classes: Mapping[int, str] | None = None,
 ) -> Monitoring:
     """Monitoring figures of one run, from its per-tile arrays (any shape) and block timings.
 
@@ -217,6 +220,10 @@ def summarize(
     (e.g. the std of zero ok tiles); the failure rate alone is 0 when no tile
     was attempted, so an all-nodata scene does not read as a failing run.
     ``drift`` is all None when ``training`` is None.
+
+    ``classes`` (value -> name) counts the ok tiles of a pixel or window model's
+    classes under their names; without it the classes are the threshold model's
+    bright (1) and dark (0), which would silently mislabel any other model's.
     """
     st = np.asarray(status)
     pred = np.asarray(prediction)
@@ -237,8 +244,6 @@ def summarize(
 
     ok = st == STATUS_OK
     pred_ok = pred.ravel()[ok]
-    bright = int(np.count_nonzero(pred_ok == _BRIGHT))
-    dark = int(np.count_nonzero(pred_ok == _DARK))
 
     # Accumulate in float64; an ok tile with a non-finite mean carries no feature value.
     values = mi.ravel()[ok].astype(np.float64)
@@ -279,16 +284,44 @@ def summarize(
             "failure_rate": failure_rate,
             "read_retries": read_retries,
         },
-        "predictions": {
-            "bright": bright,
-            "dark": dark,
-            "none": n_ok - bright - dark,
-            "bright_pct": _f(100.0 * bright / n_ok) if n_ok else None,
-            "dark_pct": _f(100.0 * dark / n_ok) if n_ok else None,
-        },
+        "predictions": _predictions(pred_ok, classes),
         "tile_mean": {"n": int(values.size), "mean": mean, "std": std},
         "drift": drift,
     }
+
+
+def _predictions(pred_ok: np.ndarray, classes: Mapping[int, str] | None) -> Predictions:
+    """Ok tiles per class, and their share of the ok tiles; `none` for the rest."""
+    n_ok = int(pred_ok.size)
+
+    def pct(n: int) -> float | None:
+        return _f(100.0 * n / n_ok) if n_ok else None
+
+    if classes is None:
+        bright = int(np.count_nonzero(pred_ok == _BRIGHT))
+        dark = int(np.count_nonzero(pred_ok == _DARK))
+        return {
+            "bright": bright,
+            "dark": dark,
+            "none": n_ok - bright - dark,
+            "bright_pct": pct(bright),
+            "dark_pct": pct(dark),
+        }
+    counts = {name: int(np.count_nonzero(pred_ok == value)) for value, name in _named(classes)}
+    return {
+        "classes": counts,
+        "classes_pct": {name: pct(n) for name, n in counts.items()},
+        "none": n_ok - sum(counts.values()),
+    }
+
+
+def _named(classes: Mapping[int, str]) -> list[tuple[int, str]]:
+    """(value, name) pairs whose names are unique: a repeated name gets its value added."""
+    names = list(classes.values())
+    return [
+        (int(value), name if names.count(name) == 1 else f"{name} ({value})")
+        for value, name in classes.items()
+    ]
 
 
 # --------------------------------------------------------------------------- health

@@ -131,6 +131,12 @@ class RunConfig(TypedDict):
     chunk_px: list[int]  # the largest block, (rows, cols) in pixels
     blocks: int
     scheduler: str
+    # a pixel or window model's run only: its windows, their halo, what they see
+    # beyond the scene's edge, and whether the class scores were kept
+    window: NotRequired[int]
+    halo: NotRequired[int]
+    padding: NotRequired[str]
+    keep_scores: NotRequired[bool]
 
 
 class RunCounts(TypedDict):
@@ -171,11 +177,16 @@ class TileCounts(TypedDict):
 
 
 class Predictions(TypedDict):
-    bright: int
-    dark: int
+    """Ok tiles by predicted class: a threshold model's bright and dark, or a pixel or
+    window model's `classes` (name -> tiles) and `classes_pct`; `none` either way."""
+
     none: int
-    bright_pct: float | None
-    dark_pct: float | None
+    bright: NotRequired[int]
+    dark: NotRequired[int]
+    bright_pct: NotRequired[float | None]
+    dark_pct: NotRequired[float | None]
+    classes: NotRequired[dict[str, int]]
+    classes_pct: NotRequired[dict[str, float | None]]
 
 
 class TileMean(TypedDict):

@@ -452,6 +452,9 @@ def _describe_run(
         run_seconds=compute_s,
         read_retries=sum(r.retries for r in results),
         training=getattr(plan.model, "training", None) or None,
+        classes={c.value: c.name for c in plan.model.classes}
+        if isinstance(plan.model, PixelModel)
+        else None,
     )
     c = monitoring["counts"]
     info, grid = plan.raster.info, plan.grid

@@ -9,7 +9,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 
+import numpy as np
+import zarr
+
 from satdask.core._html import run_html
+from satdask.core.features import STATUS_OK
 from satdask.core.health import HealthPolicy, health_checks, should_retrain
 from satdask.core.schema import (
     HealthReport,
@@ -67,6 +71,45 @@ class RunResult:
     def dataset(self) -> xr.Dataset:
         return store.open_store(self.path)
 
+    def classes(self) -> tuple[RunClass, ...]:
+        """A pixel or window model's classes, in the model's order, with their ok tiles and
+        (a pixel model's) share of the valid pixels; () for a threshold model's run.
+
+        Read from the tile grid with zarr alone, so `infer` and `runs show` stay light.
+        """
+        if "window" not in self.record["config"]:
+            return ()
+        group = zarr.open_group(os.fspath(self.path), mode="r")
+        flags: dict[str, Any] = dict(_array(group, "prediction").attrs)
+        values = [int(v) for v in flags.get("flag_values", [])]
+        meanings = str(flags.get("flag_meanings", "")).split()
+        colors: list[str | None] = list(flags.get("flag_colors") or [None] * len(values))
+        if not (len(values) == len(meanings) == len(colors)) or values[:1] != [-1]:
+            raise RunError(
+                f"{self.path}: prediction's flag_values, flag_meanings and flag_colors "
+                "do not describe the same classes",
+                uri=str(self.path),
+            )
+        status = np.asarray(_array(group, "status")[...])
+        prediction = np.asarray(_array(group, "prediction")[...])
+        ok = status == STATUS_OK
+        shares = _shares(group, ok, classes=len(values) - 1)
+        # flag_meanings spell a space as '_': the monitoring's names give them back
+        named = self.monitoring["predictions"].get("classes") or {}
+        real = {name.replace(" ", "_"): name for name in named}
+        return tuple(
+            RunClass(
+                value=value,
+                name=real.get(meaning, meaning),
+                color=color,
+                tiles=int(np.count_nonzero(ok & (prediction == value))),
+                share=None if shares is None else shares[i],
+            )
+            for i, (value, meaning, color) in enumerate(
+                zip(values[1:], meanings[1:], colors[1:], strict=True)
+            )
+        )
+
     def __repr__(self) -> str:
         """One line: which run, where, what became of its tiles, and its health."""
         c = self.counts
@@ -82,6 +125,46 @@ class RunResult:
 
     def _repr_html_(self) -> str:
         return run_html(self.record, path=str(self.path))
+
+
+@dataclass(frozen=True)
+class RunClass:
+    """One class of a pixel or window model's run.
+
+    `tiles` counts the ok tiles whose class (a pixel model's majority class) it is;
+    `share` is its fraction of the valid pixels of the ok tiles, None for a window
+    model, which classifies whole windows.
+    """
+
+    value: int
+    name: str
+    color: str | None
+    tiles: int
+    share: float | None
+
+
+def _array(group: zarr.Group, name: str) -> zarr.Array:
+    node = group[name]
+    if not isinstance(node, zarr.Array):
+        raise RunError(f"{group.store}: {name} is a group, not an array")
+    return node
+
+
+def _shares(group: zarr.Group, ok: np.ndarray, *, classes: int) -> list[float | None] | None:
+    """The ok tiles' class fractions weighted by their valid fractions (a tile's valid
+    pixels over its full size), so each class's share of the valid pixels they hold."""
+    if "class_fraction" not in group:
+        return None
+    fraction = np.asarray(_array(group, "class_fraction")[...], dtype=np.float64)
+    if fraction.shape[0] != classes:
+        return None
+    valid = np.asarray(_array(group, "valid_fraction")[...], dtype=np.float64)
+    weight = np.where(ok, valid, 0.0)
+    fraction = np.where(ok & np.isfinite(fraction), fraction, 0.0)
+    total = weight.sum()
+    if total <= 0:
+        return [None] * classes
+    return [float((f * weight).sum() / total) for f in fraction]
 
 
 def read_record(attrs: Mapping[str, Any]) -> RunRecord:
