@@ -27,7 +27,12 @@ import pytest
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
-EXPECTED = ["01_explore_scene.ipynb", "02_batch_inference.ipynb", "03_http_service.ipynb"]
+EXPECTED = [
+    "01_explore_scene.ipynb",
+    "02_batch_inference.ipynb",
+    "03_http_service.ipynb",
+    "04_pixel_model.ipynb",
+]
 CELL_TIMEOUT_S = 120  # a bound, not a benchmark: each notebook takes a few seconds
 LAB_START_TIMEOUT_S = 60
 # Cell metadata that only execution or a UI writes (what nbstripout removes).
@@ -74,7 +79,7 @@ def jupyter_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         yield env
 
 
-def test_the_notebooks_are_the_three_of_the_issue() -> None:
+def test_the_notebooks_are_those_of_the_issue() -> None:
     assert [p.name for p in NOTEBOOKS] == EXPECTED
 
 
