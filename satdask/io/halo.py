@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from satdask.core.grid import Window
-from satdask.core.pixels import ClassTable, pixel_classes, window_scores
+from satdask.core.pixels import ClassTable, pixel_classes, window_outputs
 from satdask.core.windows import Padding, WindowLayout, pad_from_scene, source_index
 from satdask.io.source import PixelSource
 from satdask.models.base import PixelModel
@@ -29,7 +29,7 @@ class PixelBlock:
     """One block's results at the scene's resolution, and the block's own pixels."""
 
     classes: np.ndarray  # (y, x) class values, table.fill where invalid
-    scores: np.ndarray | None  # (K, y, x) float32, for a pixel model; (K, ny, nx) per window
+    scores: np.ndarray | None  # (K, y, x) float32 with keep_scores; (K, ny, nx) per window
     valid: np.ndarray  # (y, x) bool
     pixels: np.ndarray  # (band, y, x) as read, for the tile summary's features
 
@@ -88,8 +88,10 @@ def pixel_block(
     width: int,
     padding: Padding,
     nodata: float | None,
+    keep_scores: bool = False,
 ) -> PixelBlock:
-    """Classes of every pixel of `window` (or of every model window it holds)."""
+    """Classes of every pixel of `window` (or of every model window it holds), and their
+    scores with `keep_scores`."""
     rows = layout.read_span(window.row_off, window.row_off + window.height)
     cols = layout.read_span(window.col_off, window.col_off + window.width)
     region, valid = read_region(
@@ -100,10 +102,10 @@ def pixel_block(
     pixels, own_valid = region[:, own[0], own[1]], valid[own]
     if not valid.all():
         region = np.where(valid, region, region.dtype.type(0))
-    kept = window_scores(region, model=model, layout=layout)
+    best, scores = window_outputs(region, model=model, layout=layout, keep_scores=keep_scores)
     if model.output == "window":
-        scores = np.moveaxis(kept, -1, 0)
-        return PixelBlock(table.values[scores.argmax(axis=0)], scores, own_valid, pixels)
+        scores = None if scores is None else np.moveaxis(scores, -1, 0)
+        return PixelBlock(table.values[best], scores, own_valid, pixels)
     offset = (dy - layout.halo, dx - layout.halo)
-    classes, scores = pixel_classes(kept, own_valid, table=table, offset=offset)
+    classes, scores = pixel_classes(best, scores, own_valid, table=table, offset=offset)
     return PixelBlock(classes, scores, own_valid, pixels)

@@ -107,6 +107,7 @@ def run_pixel_block(
             width=grid.width,
             padding=plan.padding,
             nodata=nodata,
+            keep_scores=plan.keep_scores,
         )
     except RasterioError as exc:
         classes = len(plan.table.values) if model.output == "pixel" else 0
@@ -124,7 +125,7 @@ def run_pixel_block(
                 staging,
                 block.window.toslices(),
                 classes=result.classes,
-                scores=result.scores if plan.keep_scores else None,
+                scores=result.scores,
             )
         fraction, majority = tile_summary(
             result.classes, table=plan.table, tile_size=t, rows=block.rows, cols=block.cols
@@ -143,7 +144,7 @@ def run_pixel_block(
     kept: dict[str, np.ndarray] = {}
     if staging is None and model.output == "pixel":
         kept["prediction"] = result.classes
-        if plan.keep_scores and result.scores is not None:
+        if result.scores is not None:
             kept["scores"] = result.scores.astype(np.float16)
     retries = read_retries() - retries_before
     return BlockResult(block, variables, [], latency_ms, retries, kept)
