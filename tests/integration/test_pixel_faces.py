@@ -145,6 +145,11 @@ def test_monitoring_counts_tiles_under_the_models_class_names(setup: Setup) -> N
             assert p["classes"][name] == count, name
             assert p["classes_pct"][name] == pytest.approx(100 * count / n_ok)
         assert p["none"] == n_ok - sum(p["classes"].values())
+        html = open_run(store)._repr_html_()
+        for name in names:
+            assert f">{name}</th>" in html, name
+        if "bright" not in names:
+            assert ">bright</th>" not in html and ">dark</th>" not in html
 
 
 def test_summarize_without_classes_is_the_threshold_models() -> None:
@@ -391,6 +396,14 @@ def test_export_cog_refuses_to_overwrite_and_a_run_without_pixels(setup: Setup) 
     assert not tiles.exists()
     proc = satdask("export", setup.store, "--format", "cog")
     one_line_error(proc, "--format cog", "--out")
+
+    report = setup.root / "tiles.json"
+    report.write_bytes(b"{}\n")
+    proc = satdask("export", setup.store, "--format", "json", "--out", report)
+    one_line_error(proc, report, "already exists", "--overwrite")
+    assert report.read_bytes() == b"{}\n"
+    succeeded(satdask("export", setup.store, "--format", "json", "--out", report, "--overwrite"))
+    assert len(json.loads(report.read_text())["predictions"]) == 4
 
 
 # --------------------------------------------------------------------------- GDAL
