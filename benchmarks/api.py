@@ -16,6 +16,14 @@ request and the CPU that other processes used meanwhile (`other load`, Linux onl
 - `baseline`: the reference pipeline's way, a plain FastAPI app on uvicorn whose
   handler validates the pre-cut tile file and reads it whole on every request.
 
+With `--pixel` the server serves a pixel model instead: `satdask.io.sample_model`'s
+segmentation network (4 bands, 3 classes, 3 conv layers of 3 x 3, a 3 px halo) imported
+into a registry of its own, each tile answered per pixel (`--accept` picks JSON counts,
+`image/png` or `image/tiff`); the satdask server is measured alone, and then the same
+random tiles are computed in this process, one thread, with the service's block function
+(`satdask.io.halo.pixel_block`: the read with its halo and the model), to give the CPU a
+tile costs without HTTP, and the server's CPU per request as a multiple of it.
+
 Figures only, no assertion: the load generator shares the machine's cores with the
 server, as wrk did for the figures in the issue. Everything runs on loopback and
 stops by itself (bounded time per run, servers terminated at the end).
@@ -73,6 +81,58 @@ def prepare(cache: Path, size: int, *, baseline: bool) -> tuple[Path, Path, Path
         cut_tiles(data / scene_name(size), tiles)
         done.touch()
     return data, registry, tiles
+
+
+def prepare_pixel(cache: Path) -> Path:
+    """A registry holding the sample segmentation network (made once)."""
+    registry = cache / "registry-pixel"
+    if not (registry / "latest.json").exists():
+        from satdask import ModelRegistry
+        from satdask.io.sample_model import segmentation_model, write_model
+
+        print("importing the sample segmentation network ...", flush=True)
+        files = cache / "pixel-model"
+        files.mkdir(parents=True, exist_ok=True)
+        model_bytes, meta = segmentation_model(bands=BANDS, classes=3, layers=3, kernel=3)
+        model_path, meta_path = write_model(files, model_bytes, meta, name="segmentation")
+        ModelRegistry(registry).import_onnx(model_path, metadata_path=meta_path)
+    return registry
+
+
+def in_process(scene: Path, registry: Path, size: int, tiles: int, *, seed: int = 0) -> float:
+    """CPU seconds per tile of the service's block function in this process, one thread:
+    the tile's read with its halo and the model (`pixel_block`), random tiles as served."""
+    from satdask import ModelRegistry
+    from satdask.core.pixels import ClassTable, model_layout
+    from satdask.io.halo import pixel_block
+    from satdask.io.open import open_source
+    from satdask.models.base import PixelModel
+
+    model = ModelRegistry(registry).load().model
+    assert isinstance(model, PixelModel)
+    raster = open_source(scene, tile_size=TILE)
+    grid = raster.grid(edge="skip")
+    layout = model_layout(model, tile_size=TILE)
+    table = ClassTable.of(model.classes)
+    nodata = raster.info.nodata
+
+    def one(row: int, col: int) -> None:
+        pixel_block(
+            raster.source, grid.window(row, col), model=model, layout=layout,
+            table=table, height=grid.height, width=grid.width, padding="reflect",
+            nodata=nodata,
+        )  # fmt: skip
+
+    n = size // TILE
+    for row in range(n):  # warm-up: the session, and every block into GDAL's cache
+        for col in range(n):
+            one(row, col)
+    rng = random.Random(seed)
+    picks = [(rng.randrange(n), rng.randrange(n)) for _ in range(tiles)]
+    start = time.process_time()
+    for row, col in picks:
+        one(row, col)
+    return (time.process_time() - start) / tiles
 
 
 def cut_tiles(scene: Path, out: Path) -> None:
@@ -202,14 +262,21 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 # ---------------------------------------------------------------------------
 
 
-def request_bytes(scene: str, row: int, col: int) -> bytes:
+def request_bytes(scene: str, row: int, col: int, accept: str | None = None) -> bytes:
     from service.loadgen import post_json
 
-    return post_json("/infer", json.dumps({"scene": scene, "row": row, "col": col}).encode())
+    body = json.dumps({"scene": scene, "row": row, "col": col}).encode()
+    return post_json("/infer", body, headers={"Accept": accept} if accept else None)
 
 
 async def load(
-    port: int, size: int, concurrency: int, seconds: float, *, seed: int = 0
+    port: int,
+    size: int,
+    concurrency: int,
+    seconds: float,
+    *,
+    seed: int = 0,
+    accept: str | None = None,
 ) -> tuple[list[float], list[str], float]:
     """`concurrency` keep-alive clients for `seconds`, asking for random tiles from one
     seeded stream (service/loadgen.py): (latencies, errors, elapsed)."""
@@ -217,12 +284,22 @@ async def load(
 
     grid = size // TILE
     scene = scene_name(size)
-    requests = [request_bytes(scene, r, c) for r in range(grid) for c in range(grid)]
+    requests = [request_bytes(scene, r, c, accept) for r in range(grid) for c in range(grid)]
     rng = random.Random(seed)
     stream = (requests[rng.randrange(len(requests))] for _ in itertools.count())
     result = await run_load(port, stream, concurrency=concurrency, seconds=seconds)
     errors = [f"HTTP {s}" for s in result.statuses if s not in (200, NO_ANSWER)]
     return result.latencies, [*result.errors, *errors], result.elapsed
+
+
+async def every_tile(port: int, size: int, *, accept: str | None = None) -> None:
+    """Each tile asked for once: the server's GDAL cache warmed as `in_process` warms its."""
+    from service.loadgen import run_load
+
+    grid = size // TILE
+    scene = scene_name(size)
+    requests = [request_bytes(scene, r, c, accept) for r in range(grid) for c in range(grid)]
+    await run_load(port, requests, concurrency=4)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -274,14 +351,21 @@ def measure(
     size: int,
     concurrencies: list[int],
     seconds: float,
-) -> list[str]:
-    """One line per concurrency. `server CPU` is per request; `other load` is CPU used on the
+    *,
+    accept: str | None = None,
+    warm_all: bool = False,
+) -> list[tuple[str, float | None]]:
+    """One line per concurrency, with the server's CPU seconds per request (None where
+    /proc cannot tell). `server CPU` is per request; `other load` is CPU used on the
     machine by anything but the server and the load generator (it should be near 0%)."""
-    lines = []
+    lines: list[tuple[str, float | None]] = []
+    if warm_all:
+        asyncio.run(every_tile(port, size, accept=accept))
     for c in concurrencies:
-        asyncio.run(load(port, size, c, 1.0, seed=10_000))  # warm-up: imports, scene cache
+        # warm-up: imports, scene cache
+        asyncio.run(load(port, size, c, 1.0, seed=10_000, accept=accept))
         s0, b0, o0 = tree_cpu_seconds(server.pid), busy_cpu_seconds(), own_cpu_seconds()
-        latencies, errors, elapsed = asyncio.run(load(port, size, c, seconds))
+        latencies, errors, elapsed = asyncio.run(load(port, size, c, seconds, accept=accept))
         s1, b1, o1 = tree_cpu_seconds(server.pid), busy_cpu_seconds(), own_cpu_seconds()
         n = len(latencies)
         line = (
@@ -289,8 +373,10 @@ def measure(
             f"p50 {percentile(latencies, 50) * 1e3:6.2f} ms  "
             f"p99 {percentile(latencies, 99) * 1e3:6.2f} ms  errors {len(errors)}"
         )
+        per_request = None
         if None not in (s0, s1, b0, b1):
             server_cpu = s1 - s0  # type: ignore[operator]
+            per_request = server_cpu / max(n, 1)
             other = (b1 - b0) - server_cpu - (o1 - o0)  # type: ignore[operator]
             line += (
                 f"  server {server_cpu / max(n, 1) * 1e3:.2f} ms CPU/req"
@@ -299,7 +385,7 @@ def measure(
         if errors:
             line += f"  (first error: {errors[0]})"
         print(line, flush=True)
-        lines.append(line)
+        lines.append((line, per_request))
     return lines
 
 
@@ -312,6 +398,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, help="SATDASK_THREADS for satdask serve")
     p.add_argument("--gdal-cachemax", type=int, help="GDAL_CACHEMAX in MB for satdask serve")
     p.add_argument("--skip-baseline", action="store_true")
+    p.add_argument(
+        "--pixel",
+        action="store_true",
+        help="serve the sample segmentation network (no baseline), and compare "
+        "with its read + model in process",
+    )
+    p.add_argument(
+        "--accept",
+        default=None,
+        help="Accept header of every request (--pixel: image/png, image/tiff)",
+    )
+    p.add_argument(
+        "--tiles",
+        type=int,
+        default=300,
+        help="--pixel: tiles computed in process after the warm-up",
+    )
     p.add_argument("--baseline-server", nargs=3, metavar=("TILES", "REGISTRY", "PORT"),
                    help=argparse.SUPPRESS)  # fmt: skip
     args = p.parse_args(argv)
@@ -326,7 +429,10 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:
         pass
-    data, registry, tiles = prepare(CACHE, args.size, baseline=not args.skip_baseline)
+    baseline = not (args.skip_baseline or args.pixel)
+    data, registry, tiles = prepare(CACHE, args.size, baseline=baseline)
+    if args.pixel:
+        registry = prepare_pixel(CACHE)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SATDASK_", "GDAL_"))}
     if args.threads:
         env["SATDASK_THREADS"] = str(args.threads)
@@ -335,7 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"POST /infer by scene/row/col, random 256 px tiles of a {args.size} x {args.size} "
         f"x {BANDS} uint16 DEFLATE COG, {args.seconds:g} s per run, {os.cpu_count()} cores, "
-        f"load generator on the same machine",
+        f"load generator on the same machine"
+        + (f"; pixel model, Accept {args.accept or '(none)'}" if args.pixel else ""),
         flush=True,
     )
     port = free_port()
@@ -344,11 +451,22 @@ def main(argv: list[str] | None = None) -> int:
         *("--model", str(registry), "--port", str(port), "--workers", str(args.workers)),
     ]
     server = start(cmd, port, env)
+    name = f"{'pixel' if args.pixel else 'satdask'}/{args.workers}w"
     try:
-        measure(f"satdask/{args.workers}w", server, port, args.size, args.concurrency, args.seconds)
+        lines = measure(
+            name, server, port, args.size, args.concurrency, args.seconds,
+            accept=args.accept, warm_all=args.pixel,
+        )  # fmt: skip
     finally:
         stop(server)
-    if not args.skip_baseline:
+    if args.pixel:
+        cpu = in_process(data / scene_name(args.size), registry, args.size, args.tiles)
+        print(f"in process   read + model {cpu * 1e3:.2f} ms CPU/tile (1 thread)", flush=True)
+        for line, per_request in lines:
+            if per_request is not None:
+                c = line.split("c=")[1].split()[0]
+                print(f"  c={c:<3} server CPU/request = {per_request / cpu:.2f} x in process")
+    if baseline:
         port = free_port()
         cmd = [sys.executable, __file__, "--baseline-server", str(tiles), str(registry), str(port)]
         server = start(cmd, port, env)

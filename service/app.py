@@ -49,11 +49,12 @@ from rasterio.errors import RasterioError
 
 import satdask
 from satdask.core.features import STATUS_NAMES
-from satdask.core.grid import TileGrid, Window, size_text
+from satdask.core.grid import EdgePolicy, TileGrid, Window, size_text
 from satdask.core.inference import infer_block
 from satdask.core.windows import WindowLayout, check_padding
 from satdask.io._gdal import gdal_message
 from satdask.io.geotiff import read_retries
+from satdask.io.halo import PixelBlock
 from satdask.io.registry import ModelArtifact, ModelRegistry, parse_model_ref
 from satdask.io.source import read_masked
 from satdask.models.base import PixelModel
@@ -73,7 +74,7 @@ from service.limits import FileLimits
 from service.listing import Bounds, SceneListing
 from service.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from service.paths import MAX_PATH_CHARS
-from service.pixels import PixelTiles, TileClasses
+from service.pixels import PixelTiles
 from service.public import client_error, describe_exception, public_lineage
 from service.remote import RemoteRoot, recheck, remote_error
 from service.scenes import ModelMismatchError, OpenScene, SceneStore, check_model
@@ -307,36 +308,37 @@ class Runtime:
         window = grid.window(row, col)
         padding = check_padding(request.padding or "reflect")
         with self.reading(opened, row, col):
-            found = tiles.classify(
-                opened, window, layout=layout, tile_size=grid.tile_size, edge=grid.edge,
-                padding=padding,
-            )  # fmt: skip
+            block = tiles.classify(opened, window, layout=layout, padding=padding)
         return self.pixel_answer(
-            tiles, opened, found, window, grid.tile_transform(row, col), layout,
-            row=row, col=col, padding=padding, media=media,
+            tiles, opened, block, window, grid.tile_transform(row, col), layout,
+            tile_size=grid.tile_size, edge=grid.edge, row=row, col=col, padding=padding,
+            media=media,
         )  # fmt: skip
 
     def pixel_answer(
         self,
         tiles: PixelTiles,
         opened: OpenScene,
-        found: TileClasses,
+        block: PixelBlock,
         window: Window,
         corner: Affine,
         layout: WindowLayout,
         *,
+        tile_size: int,
+        edge: EdgePolicy,
         row: int,
         col: int,
         padding: str,
         media: str,
     ) -> PixelTileResponse | bytes:
-        """`found`, the classes of `window` (upper-left corner at `corner`), as `media`.
+        """`block`, the classes of `window` (upper-left corner at `corner`), as `media`.
 
-        The JSON bounds are the window's: a tile at the scene's edge has fewer pixels.
+        Only JSON needs the tile's summary. Its bounds are the window's: a tile at the
+        scene's edge has fewer pixels.
         """
         artifact = tiles.artifact
         if media == PNG:
-            return png(found.classes, tiles.table, tiles.colours)
+            return png(block.classes, tiles.table, tiles.colours)
         if media == TIFF:
             tags = {
                 "satdask_model_id": artifact.id,
@@ -344,9 +346,10 @@ class Runtime:
                 "satdask_padding": padding,
             }
             return geotiff(
-                found.classes, tiles.table, tiles.colours, transform=corner, crs=opened.crs,
+                block.classes, tiles.table, tiles.colours, transform=corner, crs=opened.crs,
                 tags=tags, flags=tiles.flags(),
             )  # fmt: skip
+        found = tiles.summary(block, tile_size=tile_size, edge=edge, nodata=opened.nodata)
         xs = (corner.c, corner.c + corner.a * window.width)
         ys = (corner.f, corner.f + corner.e * window.height)
         return PixelTileResponse(
@@ -438,12 +441,10 @@ class Runtime:
         window = Window(0, 0, opened.width, opened.height)
         side = max(opened.height, opened.width)
         with self.reading(opened, 0, 0):
-            found = tiles.classify(
-                opened, window, layout=layout, tile_size=side, edge="pad", padding=padding
-            )
+            block = tiles.classify(opened, window, layout=layout, padding=padding)
         return self.pixel_answer(
-            tiles, opened, found, window, opened.grid.transform, layout,
-            row=0, col=0, padding=padding, media=media,
+            tiles, opened, block, window, opened.grid.transform, layout,
+            tile_size=side, edge="pad", row=0, col=0, padding=padding, media=media,
         )  # fmt: skip
 
     def scene_info(self, path: str) -> SceneInfo:

@@ -5,8 +5,9 @@ tile's window it reads the halo the model's windows need across the tile's borde
 the scene, and pads beyond the scene's edge as the run does, so the classes of a tile are
 the run store's `pixels/prediction` over that window, bit for bit, whatever the run's
 chunking: windows are anchored to the scene's (0, 0), and a tile depends only on the
-scene, the model, the tile size and the padding. The tile's summary (status, majority
-class) is the run's too: `block_features` and `tile_summary` on the same arrays.
+scene, the model, the tile size and the padding. The tile's summary, which only the JSON
+answer needs, is the run's too: its status and valid fraction from `block_features`, its
+majority class counted as `tile_summary` counts it (ties to the first class).
 
 `PixelTiles` is made once, when the app loads the model, and holds the model object for
 the process: an ONNX model's session (cached per process by sha256 in
@@ -21,9 +22,9 @@ import numpy as np
 
 from satdask.core.features import STATUS_OK, block_features
 from satdask.core.grid import EdgePolicy, Window
-from satdask.core.pixels import ClassTable, model_layout, tile_summary
+from satdask.core.pixels import ClassTable, model_layout
 from satdask.core.windows import Padding, WindowLayout
-from satdask.io.halo import pixel_block
+from satdask.io.halo import PixelBlock, pixel_block
 from satdask.io.registry import ModelArtifact
 from satdask.models.base import PixelModel, describe_inputs
 from satdask.models.onnx import OnnxModel
@@ -32,19 +33,14 @@ from service.scenes import ModelMismatchError, OpenScene
 
 
 @dataclass(frozen=True)
-class TileClasses:
-    """One tile's classes and its summary, as a run has them."""
+class TileSummary:
+    """One tile's classes counted, and its summary as a run's tile grid has it."""
 
-    classes: np.ndarray  # (y, x) class values, the table's fill where no class; (1, 1) window
-    valid: np.ndarray  # (y, x) bool
     counts: dict[str, int]  # pixels per class name; {} for a window classifier
-    prediction: int  # the run's tile grid value: majority (or window) class, -1 none
+    nodata: int  # pixels with no class
+    prediction: int  # majority (or window) class, -1 none
     status: int
     valid_fraction: float
-
-    @property
-    def nodata(self) -> int:
-        return int(self.valid.size - np.count_nonzero(self.valid))
 
 
 class PixelTiles:
@@ -105,20 +101,13 @@ class PixelTiles:
         return layout
 
     def classify(
-        self,
-        opened: OpenScene,
-        window: Window,
-        *,
-        layout: WindowLayout,
-        tile_size: int,
-        edge: EdgePolicy,
-        padding: Padding,
-    ) -> TileClasses:
-        """The classes of `window` (a tile: `tile_size` px, less at an edge) and its summary.
+        self, opened: OpenScene, window: Window, *, layout: WindowLayout, padding: Padding
+    ) -> PixelBlock:
+        """The classes of `window`, read with the halo, as a run's task computes them.
 
         Raises rasterio's errors for bytes that cannot be decoded, as a read does.
         """
-        block = pixel_block(
+        return pixel_block(
             opened.source,
             window,
             model=self.model,
@@ -129,8 +118,18 @@ class PixelTiles:
             padding=padding,
             nodata=opened.nodata,
         )
+
+    def summary(
+        self, block: PixelBlock, *, tile_size: int, edge: EdgePolicy, nodata: float | None
+    ) -> TileSummary:
+        """`block` (one tile of `tile_size` px, fewer at an edge) as a run summarises it.
+
+        The majority is `core.pixels.tile_summary`'s: the class with most pixels, ties to
+        the first class, -1 with none; taken here from the counts, which the answer
+        needs anyway, rather than counted twice.
+        """
         features = block_features(
-            block.pixels, tile_size=tile_size, nodata=opened.nodata, edge=edge, valid=block.valid
+            block.pixels, tile_size=tile_size, nodata=nodata, edge=edge, valid=block.valid
         )
         status = int(features.status[0, 0])
         ok = status == STATUS_OK
@@ -138,24 +137,19 @@ class PixelTiles:
             counts: dict[str, int] = {}
             prediction = int(block.classes[0, 0]) if ok else -1
         else:
-            counts = self.count(block.classes)
-            _, majority = tile_summary(
-                block.classes, table=self.table, tile_size=tile_size, rows=1, cols=1
-            )
-            prediction = int(majority[0, 0]) if ok else -1
-        return TileClasses(
-            classes=block.classes,
-            valid=block.valid,
+            found = np.bincount(block.classes.ravel(), minlength=self.table.fill + 1)
+            per_class = found[self.table.values]
+            if ok and per_class.sum() > 0:
+                prediction = int(self.table.values[per_class.argmax()])
+            else:
+                prediction = -1
+            counts = {}
+            for c, n in zip(self.model.classes, per_class.tolist(), strict=True):
+                counts[c.name] = counts.get(c.name, 0) + n  # a name given twice adds up
+        return TileSummary(
             counts=counts,
+            nodata=int(block.valid.size - np.count_nonzero(block.valid)),
             prediction=prediction,
             status=status,
             valid_fraction=float(features.valid_fraction[0, 0]),
         )
-
-    def count(self, classes: np.ndarray) -> dict[str, int]:
-        """Pixels per class name, every class included (a name given twice adds up)."""
-        found = np.bincount(classes.ravel(), minlength=self.table.fill + 1)
-        counts: dict[str, int] = {}
-        for c in self.model.classes:
-            counts[c.name] = counts.get(c.name, 0) + int(found[c.value])
-        return counts
