@@ -332,9 +332,9 @@ def test_a_window_classifier_answers_its_tiles_class(
     root: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     model_bytes, meta = window_classifier(bands=4, classes=2, window=64)
-    meta["mlm:batch_size_suggestion"] = 1  # see the next test
     registry = _import(tmp_path_factory.mktemp("window"), model_bytes, meta, "windows")
     artifact = ModelRegistry(registry).load()
+    assert artifact.model.batch_size == 16  # a tile is one window: a short batch, padded
     out = tmp_path_factory.mktemp("window-run") / "run.zarr"
     run = satdask.run_batch(root / "scene.tif", artifact, out, scheduler="threads")
     grid = run.dataset()["prediction"].values
@@ -383,22 +383,3 @@ def test_the_schema_documents_the_images(client: Client) -> None:
     responses = schema["paths"]["/infer"]["post"]["responses"]
     assert set(responses["200"]["content"]) == {"application/json", "image/png", "image/tiff"}
     assert "406" in responses
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="satdask.core.pixels.window_scores pads a short last batch with "
-    "np.zeros_like(windows[: batch - n]), which holds at most len(windows) rows: a block "
-    "of fewer windows than half the batch size (one tile of a window classifier, whose "
-    "64 px windows make batches of 16) gives the model a short batch",
-)
-def test_a_window_classifier_of_the_default_batch_size(
-    root: Path, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    model_bytes, meta = window_classifier(bands=4, classes=2, window=64)
-    registry = _import(tmp_path_factory.mktemp("window16"), model_bytes, meta, "windows")
-    assert ModelRegistry(registry).load().model.batch_size == 16
-    settings = Settings(data_root=root, model=str(registry), tile_size=64)
-    with TestClient(create_app(settings)) as client:
-        r = client.post("/infer", json={"scene": "scene.tif", "row": 3, "col": 5})
-        assert r.status_code == 200, r.text
