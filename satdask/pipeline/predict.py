@@ -17,7 +17,7 @@ from dask.array import Array
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
-from satdask.core.grid import EdgePolicy
+from satdask.core.grid import Block, EdgePolicy
 from satdask.core.schema import SCHEMA
 from satdask.io.registry import ModelArtifact
 from satdask.models.base import Model, PixelModel
@@ -67,7 +67,7 @@ def predict(
     return _tile_dataset(plan, results)
 
 
-def _block_tasks(plan: RunPlan) -> tuple[str, HighLevelGraph]:
+def _block_tasks(plan: RunPlan) -> tuple[str, dict[Any, Any]]:
     """One task per block, each giving that block's BlockResult."""
     options: dict[str, Any] = {"nodata": plan.raster.info.nodata, "edge": plan.grid.edge}
     if plan.pixel is not None:
@@ -77,20 +77,23 @@ def _block_tasks(plan: RunPlan) -> tuple[str, HighLevelGraph]:
         run, options["tile_size"] = run_block, plan.grid.tile_size
     token = tokenize(plan.source, plan.model, plan.fingerprint)
     name, model_key = f"satdask-blocks-{token}", f"satdask-model-{token}"
-    task = partial(_run_block, run=run, source=plan.source, **options)
-    # the model is a key of its own, so a cluster receives its bytes once, not per task
+    # Tasks name their block by index and the model by key: dask sees only an int and a
+    # key in them, never a Block to walk into, and a cluster receives the model once.
+    task = partial(_run_block, blocks=plan.blocks, run=run, source=plan.source, **options)
     layer: dict[Any, Any] = {model_key: plan.model}
-    layer |= {(name, i): (task, block, model_key) for i, block in enumerate(plan.blocks)}
-    return name, HighLevelGraph.from_collections(name, layer, dependencies=())
+    layer |= {(name, i): (task, i, model_key) for i in range(len(plan.blocks))}
+    return name, layer
 
 
-def _run_block(block: Any, model: Model, *, run: Any, source: Any, **options: Any) -> BlockResult:
-    result: BlockResult = run(source, block, model=model, **options)
+def _run_block(
+    index: int, model: Model, *, blocks: Sequence[Block], run: Any, source: Any, **options: Any
+) -> BlockResult:
+    result: BlockResult = run(source, blocks[index], model=model, **options)
     return result
 
 
 def _variable(
-    results: tuple[str, HighLevelGraph],
+    results: tuple[str, dict[Any, Any]],
     plan: RunPlan,
     name: str,
     *,
@@ -100,7 +103,7 @@ def _variable(
     pixels: bool,
 ) -> Array:
     """A dask array of one variable of every block's result (its chunks in block order)."""
-    blocks_name, graph = results
+    blocks_name, blocks = results
     key = f"satdask-{name}-{tokenize(blocks_name, name)}"
     ny, nx = len(chunks[-2]), len(chunks[-1])
     lead = (0,) * (len(chunks) - 2)
@@ -111,8 +114,12 @@ def _variable(
         )
         for i in range(ny * nx)
     }
-    merged = HighLevelGraph.merge(graph, HighLevelGraph.from_collections(key, layer, ()))
-    return Array(merged, key, chunks=chunks, dtype=dtype)
+    # the variable's layer depends on the blocks' layer: without saying so, dask may cull it
+    graph = HighLevelGraph(
+        layers={blocks_name: blocks, key: layer},
+        dependencies={blocks_name: set(), key: {blocks_name}},
+    )
+    return Array(graph, key, chunks=chunks, dtype=dtype)
 
 
 def _take(
@@ -141,7 +148,7 @@ def _block_chunks(plan: RunPlan, *, pixels: bool) -> tuple[tuple[int, ...], tupl
     return tuple(n for _, n in rows), tuple(n for _, n in cols)
 
 
-def _pixel_dataset(plan: RunPlan, results: tuple[str, HighLevelGraph]) -> xr.Dataset:
+def _pixel_dataset(plan: RunPlan, results: tuple[str, dict[Any, Any]]) -> xr.Dataset:
     import rioxarray  # noqa: F401
     import xarray as xr
 
@@ -175,7 +182,7 @@ def _pixel_dataset(plan: RunPlan, results: tuple[str, HighLevelGraph]) -> xr.Dat
     return ds.rio.write_crs(info.crs).rio.write_transform(t)
 
 
-def _tile_dataset(plan: RunPlan, results: tuple[str, HighLevelGraph]) -> xr.Dataset:
+def _tile_dataset(plan: RunPlan, results: tuple[str, dict[Any, Any]]) -> xr.Dataset:
     from satdask.views.tiles import tile_dataset
 
     assert plan.raster.info.crs is not None
