@@ -31,9 +31,9 @@ _EXACT_DTYPES = (np.dtype("uint8"), np.dtype("uint16"), np.dtype("int16"))
 # exact integer and the order of additions cannot change the result. Past that bound
 # (many bands of wide integers) exact sums are taken in int64 instead.
 _FLOAT64_EXACT = 2**53
-# Pixels are converted to float64 a strip of rows at a time: 4 MiB, so the passes over
-# a strip stay in cache instead of streaming a float64 copy of the whole block.
-_STRIP_VALUES = 2**19
+# Pixels are converted to float64 a strip of rows at a time: 512 KiB, so the two passes
+# over a strip stay in L2 cache instead of streaming a float64 copy of the whole block.
+_STRIP_VALUES = 2**16
 
 
 @dataclass(frozen=True)
@@ -217,15 +217,19 @@ def _exact_moment_sums(data: np.ndarray, t: int, ky: int, kx: int) -> tuple[np.n
     width = kx * t
     step = min(t, max(1, _STRIP_VALUES // (bands * width)))
     strip = np.empty((bands, step, width))
-    columns = np.zeros((2, ky, width))  # per tile row: each column's sum and sum of squares
+    # per band, tile row, pixel row and tile: the sum of that row's T values and of their
+    # squares. Each is one contiguous run of T floats, which einsum sums in SIMD without
+    # a temporary for the squares.
+    rows = np.empty((2, bands, ky, t, kx))
     for i in range(ky):  # a loop over strips of rows; each step covers every tile in them
         for r in range(0, t, step):
             part = strip[:, : min(step, t - r)]
-            np.copyto(part, data[:, i * t + r : i * t + r + part.shape[1]], casting="unsafe")
-            columns[0, i] += part.sum(axis=(0, 1))
-            np.multiply(part, part, out=part)
-            columns[1, i] += part.sum(axis=(0, 1))
-    sums = columns.reshape(2, ky, kx, t).sum(axis=-1).astype(np.int64)
+            n = part.shape[1]
+            np.copyto(part, data[:, i * t + r : i * t + r + n], casting="unsafe")
+            runs = part.reshape(bands, n, kx, t)
+            np.einsum("abct->abc", runs, out=rows[0, :, i, r : r + n])
+            np.einsum("abct,abct->abc", runs, runs, out=rows[1, :, i, r : r + n])
+    sums = rows.sum(axis=(1, 3)).astype(np.int64)
     return sums[0], sums[1]
 
 
