@@ -348,26 +348,41 @@ def report(scene: Path, size: int, todo: list[Config], *, workers: int) -> None:
             )
 
 
+class TimedModel:
+    """A PixelModel whose `scores` calls (scaling and onnxruntime) are timed."""
+
+    def __init__(self, model: Any) -> None:
+        self.model, self.seconds = model, 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+    def scores(self, batch: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        try:
+            return self.model.scores(batch)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+
 def profile(
     scene: Path, models: dict[str, Path], tmp: Path, *, blocks: int, workers: int, env: dict
 ) -> None:
-    """Where a block's time goes, piece by piece, in this process on one thread.
+    """Where a block's time goes, in this process on one thread.
 
-    Each piece is timed on its own around the very functions a run calls (the
-    best of 3 per block), so the figures are thread-seconds per block, not wall time.
+    Pieces are timed around the functions a run calls (the block's task, its block
+    function, its read, the model's calls, the store write), best of 3 per block,
+    each read on a fresh handle (GDAL's block cache is per handle), so every read
+    decodes. The floor's pieces are its own code. Figures are thread-seconds.
     """
     import rasterio
     from rasterio.windows import Window
 
-    from satdask.core.features import block_features
-    from satdask.core.grid import Window as SceneWindow
-    from satdask.core.pixels import pixel_classes, tile_summary, window_scores
-    from satdask.core.windows import cut_windows, pad_from_scene, source_index
     from satdask.io import store
-    from satdask.io.halo import read_region, valid_pixels
-    from satdask.models.mlm import model_input
+    from satdask.io.halo import pixel_block, read_region
     from satdask.models.onnx import OnnxModel
     from satdask.pipeline.batch import _create_pixel_arrays, plan_run
+    from satdask.pipeline.pixel_run import run_pixel_block
 
     path = models["seg"]
     model = OnnxModel.load(
@@ -383,19 +398,24 @@ def profile(
     chosen = plan.blocks[step // 2 :: step][:blocks]
     session = model.session.session
     name = session.get_inputs()[0].name
+    h, t = layout.halo, grid.tile_size
     pieces: dict[str, list[float]] = {}
+    timed_model = TimedModel(model)
 
     def timed(label: str, fn: Any, *args: Any, cold: Any = None, **kwargs: Any) -> Any:
-        """Best of 3; `cold` runs untimed before each (a fresh handle: GDAL's block cache
-        is per handle, so every timed read decodes)."""
         best, value = float("inf"), None
         for _ in range(3):
             if cold is not None:
                 cold()
+            timed_model.seconds = 0.0
             t0 = time.perf_counter()
             value = fn(*args, **kwargs)
-            best = min(best, time.perf_counter() - t0)
+            seconds = time.perf_counter() - t0
+            if seconds < best:
+                best, model_s = seconds, timed_model.seconds
         pieces.setdefault(label, []).append(best)
+        if model_s:
+            pieces.setdefault(f"{label}: model.scores", []).append(model_s)
         return value
 
     def fresh_satdask() -> None:
@@ -412,17 +432,12 @@ def profile(
     def floor_read(window: Window) -> np.ndarray:
         return handles[0].read(window=window)
 
-    def run_windows(scaled: np.ndarray) -> None:
-        for i in range(len(scaled)):
-            session.run(None, {name: scaled[i : i + 1]})
-
     def floor_scale(region: np.ndarray, valid: np.ndarray) -> np.ndarray:
         x = np.where(valid, region, 0).astype(np.float32)
         x /= np.float32(10000)
         return x
 
     def floor_scores(x: np.ndarray, height: int, width: int) -> list[np.ndarray]:
-        t = grid.tile_size
         return [
             session.run(
                 None, {name: np.ascontiguousarray(x[None, :, y : y + t + 2 * h, c : c + t + 2 * h])}
@@ -432,19 +447,44 @@ def profile(
         ]
 
     def floor_argmax(scores: list[np.ndarray], out: np.ndarray, valid: np.ndarray) -> None:
-        t, per_row = grid.tile_size, out.shape[1] // grid.tile_size
+        per_row = -(-out.shape[1] // t)
         for i, s in enumerate(scores):
             y, c = (i // per_row) * t, (i % per_row) * t
             out[y : y + t, c : c + t] = s.argmax(axis=0)
         out[~valid] = 255
 
-    h = layout.halo
+    common = {"model": timed_model, "layout": layout, "table": table}
     for b in chosen:
         w = b.window
         rows = layout.read_span(w.row_off, w.row_off + w.height)
         cols = layout.read_span(w.col_off, w.col_off + w.width)
+        timed(
+            "task",
+            run_pixel_block,
+            source,
+            b,
+            model=timed_model,
+            plan=plan.pixel,
+            grid=grid,
+            nodata=nodata,
+            edge=grid.edge,
+            staging=staging,
+            cold=fresh_satdask,
+        )
+        result = timed(
+            "pixel_block",
+            pixel_block,
+            source,
+            w,
+            **common,
+            height=grid.height,
+            width=grid.width,
+            padding=plan.pixel.padding,
+            nodata=nodata,
+            cold=fresh_satdask,
+        )
         region, valid = timed(
-            "read + decode with halo (read_region)",
+            "read_region",
             read_region,
             source,
             rows,
@@ -455,104 +495,63 @@ def profile(
             nodata=nodata,
             cold=fresh_satdask,
         )
-        timed("  read + decode, the block alone (no halo)", source.read, w, cold=fresh_satdask)
-        r0, r1 = max(rows[0], 0), min(rows[1], grid.height)
-        c0, c1 = max(cols[0], 0), min(cols[1], grid.width)
+        timed("read alone", source.read, w, cold=fresh_satdask)
         timed(
-            "floor: read + decode with halo (rasterio)",
-            floor_read,
-            Window(c0, r0, c1 - c0, r1 - r0),
-            cold=fresh_floor,
-        )
-        data = source.read(SceneWindow(c0, r0, c1 - c0, r1 - r0))
-        timed("  mask and nodata test", valid_pixels, data, nodata=nodata, mask=None)
-        if (r0, c0, r1, c1) != (rows[0], cols[0], rows[1], cols[1]):
-            timed(
-                "  padding past the scene's edge (edge blocks)",
-                pad_from_scene,
-                data,
-                source_index(*rows, grid.height, plan.pixel.padding),
-                source_index(*cols, grid.width, plan.pixel.padding),
-                row0=r0,
-                col0=c0,
-            )
-        zeroed = region
-        if not valid.all():  # as pixel_block does
-            zeroed = timed("invalid pixels to 0 (blocks with nodata)", np.where, valid, region, 0)
-        kept = timed(
-            "model: window_scores (cut, scale, ORT)",
-            window_scores,
-            zeroed,
-            model=model,
-            layout=layout,
-        )
-        windows = timed("  cut windows", cut_windows, zeroed, layout)
-        scaled = timed("  scale (value_scaling)", model_input, windows, model.spec)
-        timed("  ORT session.run alone", run_windows, scaled)
-        dy, dx = w.row_off - rows[0], w.col_off - cols[0]
-        own_valid = valid[dy : dy + w.height, dx : dx + w.width]
-        classes, _ = timed(
-            "argmax (pixel_classes)",
-            pixel_classes,
-            kept,
-            own_valid,
-            table=table,
-            offset=(dy - h, dx - h),
-        )
-        x = timed("floor: invalid to 0 and scale", floor_scale, region, valid)
-        scores = timed("floor: ORT per window", floor_scores, x, w.height, w.width)
-        out = np.empty((w.height, w.width), dtype=np.uint8)
-        timed("floor: argmax per window", floor_argmax, scores, out, own_valid)
-        pixels = region[:, dy : dy + w.height, dx : dx + w.width]
-        t = grid.tile_size
-        timed(
-            "tile features (block_features)",
-            block_features,
-            pixels,
-            tile_size=t,
-            nodata=nodata,
-            edge=grid.edge,
-            valid=own_valid,
-        )
-        timed(
-            "class fractions (tile_summary)",
-            tile_summary,
-            classes,
-            table=table,
-            tile_size=t,
-            rows=b.rows,
-            cols=b.cols,
-        )
-        timed(
-            "zarr write of the classes",
+            "zarr write",
             store.write_pixel_block,
             staging,
             w.toslices(),
-            classes=classes,
+            classes=result.classes,
             scores=None,
+        )
+        r0, r1 = max(rows[0], 0), min(rows[1], grid.height)
+        c0, c1 = max(cols[0], 0), min(cols[1], grid.width)
+        timed("floor: read", floor_read, Window(c0, r0, c1 - c0, r1 - r0), cold=fresh_floor)
+        x = timed("floor: scale", floor_scale, region, valid)
+        scores = timed("floor: ORT", floor_scores, x, w.height, w.width)
+        out = np.empty((w.height, w.width), dtype=np.uint8)
+        dy, dx = w.row_off - rows[0], w.col_off - cols[0]
+        timed(
+            "floor: argmax", floor_argmax, scores, out, valid[dy : dy + w.height, dx : dx + w.width]
         )
     for old in handles:
         old.close()
     shutil.rmtree(staging)
+    ms = {k: statistics.median(v) * 1000 for k, v in pieces.items()}
+    rows_out = [
+        ("satdask: the block's task (run_pixel_block)", ms["task"], ""),
+        ("  pixel_block: read, model, classes", ms["pixel_block"], "  "),
+        ("    read + decode with halo, mask, padding (read_region)", ms["read_region"], "    "),
+        ("      of which the block alone, no halo (source.read)", ms["read alone"], "      "),
+        ("    model.scores: scaling + onnxruntime", ms["pixel_block: model.scores"], "    "),
+        (
+            "    the rest: cut windows, best class, join, nodata",
+            ms["pixel_block"] - ms["read_region"] - ms["pixel_block: model.scores"],
+            "    ",
+        ),
+        ("  zarr write of the classes (write_pixel_block)", ms["zarr write"], "  "),
+        (
+            "  the rest: tile features and class fractions",
+            ms["task"] - ms["pixel_block"] - ms["zarr write"],
+            "  ",
+        ),
+        ("floor: the block", sum(ms[k] for k in ms if k.startswith("floor: ")), ""),
+        ("  read + decode with halo (rasterio)", ms["floor: read"], "  "),
+        ("  invalid pixels to 0, scale", ms["floor: scale"], "  "),
+        ("  onnxruntime, window by window", ms["floor: ORT"], "  "),
+        ("  argmax into the scene's array", ms["floor: argmax"], "  "),
+    ]
     px = statistics.fmean(b.window.height * b.window.width for b in chosen)
     n = len(plan.blocks)
     print(
         f"\nwhere a block's time goes: {len(chosen)} blocks of {plan.raster.chunks[0][0]} px, "
-        f"one thread, median ms per block; 'run' = that x {n} blocks / {workers} threads; "
-        "indented rows are parts of the row above them"
+        f"one thread, median ms per block; 'run' = that x {n} blocks / {workers} threads"
     )
     print("| piece | ms per block | ns per px | run, s |\n| --- | ---: | ---: | ---: |")
-    for who in ("satdask", "floor"):
-        total = 0.0
-        for label, values in pieces.items():
-            if label.startswith("floor: ") != (who == "floor"):
-                continue
-            ms = statistics.median(values) * 1000
-            total += 0.0 if label.startswith("  ") else ms
-            print(f"| {label} | {ms:.1f} | {ms * 1e6 / px:.1f} | {ms * n / workers / 1000:.2f} |")
+    for label, value, _ in rows_out:
+        shown = label.replace("  ", "\u00a0\u00a0")  # keeps the indent in rendered Markdown
         print(
-            f"| **{who}, total** | {total:.1f} | {total * 1e6 / px:.1f} | "
-            f"{total * n / workers / 1000:.2f} |"
+            f"| {shown} | {value:.1f} | {value * 1e6 / px:.1f} | {value * n / workers / 1000:.2f} |"
         )
     for who, code in IMPORTS.items():
         best = min(_timed_import(code, env) for _ in range(3))
