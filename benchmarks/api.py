@@ -101,7 +101,8 @@ def prepare_pixel(cache: Path) -> Path:
 
 def in_process(scene: Path, registry: Path, size: int, tiles: int, *, seed: int = 0) -> float:
     """CPU seconds per tile of the service's block function in this process, one thread:
-    the tile's read with its halo and the model (`pixel_block`), random tiles as served."""
+    the tile's read with its halo and the model (`pixel_block`), random tiles as served,
+    with the server's GDAL block cache (see `main`)."""
     from satdask import ModelRegistry
     from satdask.core.pixels import ClassTable, model_layout
     from satdask.io.halo import pixel_block
@@ -430,6 +431,10 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         pass
     baseline = not (args.skip_baseline or args.pixel)
+    if args.pixel:  # this process reads as the server does: its GDAL settings and cache
+        from service.gdal import export_gdal_env
+
+        export_gdal_env(cache_mb=args.gdal_cachemax or 256)
     data, registry, tiles = prepare(CACHE, args.size, baseline=baseline)
     if args.pixel:
         registry = prepare_pixel(CACHE)
@@ -452,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     server = start(cmd, port, env)
     name = f"{'pixel' if args.pixel else 'satdask'}/{args.workers}w"
+    scene = data / scene_name(args.size)
+    before = in_process(scene, registry, args.size, args.tiles) if args.pixel else 0.0
     try:
         lines = measure(
             name, server, port, args.size, args.concurrency, args.seconds,
@@ -459,9 +466,14 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
     finally:
         stop(server)
-    if args.pixel:
-        cpu = in_process(data / scene_name(args.size), registry, args.size, args.tiles)
-        print(f"in process   read + model {cpu * 1e3:.2f} ms CPU/tile (1 thread)", flush=True)
+    if args.pixel:  # before and after the server: the machine's other load moves it
+        after = in_process(scene, registry, args.size, args.tiles)
+        cpu = (before + after) / 2
+        print(
+            f"in process   read + model {cpu * 1e3:.2f} ms CPU/tile (1 thread; "
+            f"{before * 1e3:.2f} before the server, {after * 1e3:.2f} after)",
+            flush=True,
+        )
         for line, per_request in lines:
             if per_request is not None:
                 c = line.split("c=")[1].split()[0]

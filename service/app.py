@@ -49,7 +49,7 @@ from rasterio.errors import RasterioError
 
 import satdask
 from satdask.core.features import STATUS_NAMES
-from satdask.core.grid import EdgePolicy, TileGrid, Window, size_text
+from satdask.core.grid import TileGrid, Window, size_text
 from satdask.core.inference import infer_block
 from satdask.core.windows import WindowLayout, check_padding
 from satdask.io._gdal import gdal_message
@@ -311,8 +311,7 @@ class Runtime:
             block = tiles.classify(opened, window, layout=layout, padding=padding)
         return self.pixel_answer(
             tiles, opened, block, window, grid.tile_transform(row, col), layout,
-            tile_size=grid.tile_size, edge=grid.edge, row=row, col=col, padding=padding,
-            media=media,
+            row=row, col=col, padding=padding, media=media,
         )  # fmt: skip
 
     def pixel_answer(
@@ -324,8 +323,6 @@ class Runtime:
         corner: Affine,
         layout: WindowLayout,
         *,
-        tile_size: int,
-        edge: EdgePolicy,
         row: int,
         col: int,
         padding: str,
@@ -333,8 +330,8 @@ class Runtime:
     ) -> PixelTileResponse | bytes:
         """`block`, the classes of `window` (upper-left corner at `corner`), as `media`.
 
-        Only JSON needs the tile's summary. Its bounds are the window's: a tile at the
-        scene's edge has fewer pixels.
+        Only JSON counts the classes. Its bounds are the window's: a tile at the scene's
+        edge has fewer pixels.
         """
         artifact = tiles.artifact
         if media == PNG:
@@ -349,7 +346,7 @@ class Runtime:
                 block.classes, tiles.table, tiles.colours, transform=corner, crs=opened.crs,
                 tags=tags, flags=tiles.flags(),
             )  # fmt: skip
-        found = tiles.summary(block, tile_size=tile_size, edge=edge, nodata=opened.nodata)
+        found = tiles.summary(block)
         xs = (corner.c, corner.c + corner.a * window.width)
         ys = (corner.f, corner.f + corner.e * window.height)
         return PixelTileResponse(
@@ -359,8 +356,6 @@ class Runtime:
             counts=found.counts,
             nodata=found.nodata,
             prediction=found.prediction,
-            status=STATUS_NAMES[found.status],  # type: ignore[arg-type]
-            valid_fraction=found.valid_fraction,
             width=window.width,
             height=window.height,
             window=layout.size,
@@ -427,7 +422,7 @@ class Runtime:
         self, request: TilePathRequest, tiles: PixelTiles, media: str
     ) -> PixelTileResponse | bytes:
         """A pixel model over a whole (small) raster: its windows laid as in a run of the
-        service's tile size, so the pixels are that run's; summarised as one tile."""
+        service's tile size, so the pixels are that run's; counted as one tile."""
         opened = self.whole(request.tile_path)
         tile_size = self.settings.tile_size
         if tiles.window_model:
@@ -439,12 +434,11 @@ class Runtime:
         self.scenes.check_whole(opened)
         padding = check_padding(request.padding or "reflect")
         window = Window(0, 0, opened.width, opened.height)
-        side = max(opened.height, opened.width)
         with self.reading(opened, 0, 0):
             block = tiles.classify(opened, window, layout=layout, padding=padding)
         return self.pixel_answer(
             tiles, opened, block, window, opened.grid.transform, layout,
-            tile_size=side, edge="pad", row=0, col=0, padding=padding, media=media,
+            row=0, col=0, padding=padding, media=media,
         )  # fmt: skip
 
     def scene_info(self, path: str) -> SceneInfo:

@@ -129,7 +129,7 @@ class SceneTileResponse(msgspec.Struct):
 
 
 class PixelTileResponse(msgspec.Struct):
-    """A pixel model's tile: its pixels by class, and the tile's summary as a run has it."""
+    """A pixel model's tile: its pixels by class, and its one class."""
 
     scene: str
     row: int
@@ -148,12 +148,11 @@ class PixelTileResponse(msgspec.Struct):
     prediction: Annotated[
         int,
         msgspec.Meta(
-            description="class value of the tile as a run's tile grid has it: the majority "
-            "class of its valid pixels (a window classifier: its window's class); -1 none"
+            description="the tile's class value, as a run's tile grid has it: the majority "
+            "class of its pixels with a class, ties to the first class (a window "
+            "classifier: its window's class); -1 when no pixel holds data"
         ),
     ]
-    status: Status
-    valid_fraction: float
     width: Annotated[int, msgspec.Meta(description="the tile's pixels across (less at an edge)")]
     height: int
     window: Annotated[int, msgspec.Meta(description="side of the model's windows in px")]

@@ -36,6 +36,7 @@ from satdask.io.sample_model import segmentation_model, window_classifier, write
 from satdask.models import onnx as onnx_models
 from service import Settings, create_app
 from service.images import palette, png
+from service.pixels import class_counts
 
 Client = TestClient[Litestar]
 TILES = [(0, 0), (1, 1), (1, 2), (2, 3)]  # collar corner, inner, inner, partial corner
@@ -174,9 +175,8 @@ def test_json_counts_are_the_stores_pixels(
         assert (body["row"], body["col"], body["scene"]) == (row, col, "scene.tif")
         assert body["model_id"] == artifact.id and body["model_sha256"] == artifact.sha256
         assert (body["window"], body["halo"], body["padding"]) == (262, 3, "reflect")
-        if row < 2 and col < 3:  # a whole tile: the run's tile grid has its summary
+        if row < 2 and col < 3:  # a whole tile: the run's tile grid has its class
             assert body["prediction"] == int(summary["prediction"].values[row, col])
-            assert body["valid_fraction"] == float(summary["valid_fraction"].values[row, col])
     assert _ask(client, 2, 3).json()["bounds"] == [  # the partial tile's own pixels
         500000.0 + 768 * 10, 5000000.0 - 700 * 10, 500000.0 + 900 * 10, 5000000.0 - 512 * 10
     ]  # fmt: skip
@@ -383,3 +383,18 @@ def test_the_schema_documents_the_images(client: Client) -> None:
     responses = schema["paths"]["/infer"]["post"]["responses"]
     assert set(responses["200"]["content"]) == {"application/json", "image/png", "image/tiff"}
     assert "406" in responses
+
+
+@pytest.mark.parametrize("k", [3, 8, 9, 40])
+def test_class_counts_by_comparison_or_bincount(k: int) -> None:
+    from satdask.core.pixels import ClassTable
+    from satdask.models.base import ModelClass
+
+    table = ClassTable.of(tuple(ModelClass(2 * i + 1, f"c{i}") for i in range(k)))
+    rng = np.random.default_rng(k)
+    classes = rng.choice([*table.values.tolist(), table.fill], size=(256, 200)).astype(table.dtype)
+    values, counts = np.unique(classes, return_counts=True)
+    found = dict(zip(values.tolist(), counts.tolist(), strict=True))
+    got = class_counts(classes, table)
+    assert got.tolist() == [found.get(v, 0) for v in table.values.tolist()]
+    assert got.sum() + found.get(table.fill, 0) == classes.size
