@@ -562,24 +562,25 @@ def _create_pixel_arrays(plan: RunPlan, staging: Path) -> None:
     assert plan.pixel is not None and plan.raster.info.crs is not None
     assert isinstance(plan.model, PixelModel)
     t, (rows, cols) = plan.grid.tile_size, plan.raster.chunks
-    shards = (_shard(rows, t), _shard(cols, t)) if _regular(rows) and _regular(cols) else None
+    chunks = (min(t, plan.grid.height), min(t, plan.grid.width))  # a scene under a tile: itself
+    regular = _regular(rows) and _regular(cols)
+    shards = (_shard(rows, chunks[0]), _shard(cols, chunks[1])) if regular else None
     table = plan.pixel.table
     store.create_pixel_arrays(
         staging,
         crs=plan.raster.info.crs,
         transform=plan.raster.info.transform,
         shape=(plan.grid.height, plan.grid.width),
-        chunks=(min(t, plan.grid.height), min(t, plan.grid.width)),
+        chunks=chunks,
         shards=shards,
         prediction=(table.dtype, table.fill, class_flags(plan.model.classes)),
         classes=[int(v) for v in table.values] if plan.pixel.keep_scores else None,
     )
 
 
-def _shard(chunks: Sequence[int], tile_size: int) -> int:
-    """A block's size, or for one block, the whole tiles that cover it (shards hold whole
-    chunks of one tile)."""
-    return chunks[0] if len(chunks) > 1 else -(-chunks[0] // tile_size) * tile_size
+def _shard(blocks: Sequence[int], chunk: int) -> int:
+    """A block's size (whole tiles), or for one block, the whole chunks that cover it."""
+    return blocks[0] if len(blocks) > 1 else -(-blocks[0] // chunk) * chunk
 
 
 def _regular(chunks: Sequence[int]) -> bool:

@@ -177,6 +177,20 @@ def test_fixed_window_model_and_window_classifier(scene: Path, tmp_path: Path) -
     assert int(ds["prediction"].values[1, 2]) == int(expected.argmax())
 
 
+@pytest.mark.parametrize("shape", [(200, 300), (300, 200), (200, 200), (300, 700)])
+def test_scenes_smaller_than_a_tile_get_every_pixel(
+    shape: tuple[int, int], seg: tuple[OnnxModel, bytes, dict[str, Any]], tmp_path: Path
+) -> None:
+    data = np.random.default_rng(1).integers(1, 60000, size=(4, *shape), dtype=np.uint16)
+    path = write_geotiff(tmp_path / "small.tif", data)
+    for edge in ("skip", "pad"):
+        if edge == "skip" and min(shape) < 256:
+            continue  # no whole tile: refused, as for every model
+        run = satdask.run_batch(path, seg[0], tmp_path / f"{edge}.zarr", edge=edge)
+        got = _pixels(run.path)
+        assert got.shape == shape and not np.any(got == 255)
+
+
 def test_a_band_count_the_model_cannot_read_is_refused_with_nothing_written(
     scene: Path, seg: tuple[OnnxModel, bytes, dict[str, Any]], tmp_path: Path
 ) -> None:
