@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import rasterio
+import zarr
 from rasterio.enums import ColorInterp
 from support import UTM_10M, assert_same_arrays, store_arrays
 
@@ -256,3 +257,25 @@ def test_a_stack_of_masked_assets_is_valid_where_every_asset_is(tmp_path: Path) 
     np.testing.assert_array_equal(stack.read_mask(Window(0, 0, W, H)), left & top)
     alone = stack_source("x.json", [1], item={**item, "assets": assets}, keys=["plain"])
     assert alone.read_mask(Window(0, 0, W, H)) is None
+
+
+@pytest.mark.parametrize("kind", ["alpha", "internal", "sidecar"])
+def test_masked_pixels_get_no_class_from_a_pixel_model(kind: str, tmp_path: Path) -> None:
+    from satdask.io.sample_model import segmentation_model
+    from satdask.models.onnx import OnnxModel
+
+    valid = half_mask()
+    data = pixels(valid)
+    if kind == "alpha":
+        path = write_rgba(tmp_path / "rgba.tif", data, np.where(valid, 255, 0).astype(np.uint8))
+    else:
+        path = write_masked(tmp_path / "m.tif", data, valid, internal=kind == "internal")
+    model_bytes, meta = segmentation_model(bands=3, classes=3, layers=2, dtype="uint8")
+    model = OnnxModel.load(model_bytes, meta, name="seg.onnx")
+    run = run_batch(path, model, tmp_path / "run.zarr", tile_size=T, tiles_per_chunk=1)
+    classes = zarr.open_group(run.path, mode="r")["pixels/prediction"][...]
+    assert np.all(classes[~valid] == 255)
+    assert not np.any(classes[valid] == 255)
+    ds = run.dataset()
+    assert ds["status"].values[:, 0].tolist() == [STATUS_NODATA] * (H // T)  # masked whole
+    assert (ds["prediction"].values[:, 0] == -1).all()
