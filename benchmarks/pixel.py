@@ -136,16 +136,17 @@ class Config:
     running: list[float] = field(default_factory=list)  # mean threads in state R
     over: list[float] = field(default_factory=list)  # fraction of samples with > workers R
     other: list[float] = field(default_factory=list)  # cores used by other processes meanwhile
+    threads: list[int] = field(default_factory=list)  # most threads the process had at once
     timings: list[dict[str, float]] = field(default_factory=list)
 
 
-def running_threads(pid: int) -> int:
-    """Threads of `pid` in state R (running or runnable) right now."""
+def running_threads(pid: int) -> tuple[int, int]:
+    """Threads of `pid` in state R (running or runnable) right now, and all its threads."""
     count = 0
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
-        return 0
+        return 0, 0
     for tid in tasks:
         try:
             with open(f"/proc/{pid}/task/{tid}/stat") as f:
@@ -153,7 +154,7 @@ def running_threads(pid: int) -> int:
                     count += 1
         except (OSError, IndexError):
             continue
-    return count
+    return count, len(tasks)
 
 
 def busy_seconds() -> float:
@@ -172,11 +173,14 @@ def measure(config: Config, *, env: dict[str, str], workers: int) -> None:
         start, busy = time.perf_counter(), busy_seconds()
         proc = subprocess.Popen(config.command, stdout=out, stderr=err, env=env)
         samples: list[int] = []
+        threads = 0
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
-            samples.append(running_threads(proc.pid))
+            running, alive = running_threads(proc.pid)
+            samples.append(running)
+            threads = max(threads, alive)
             time.sleep(0.02)
         seconds = time.perf_counter() - start
         busy = busy_seconds() - busy
@@ -192,6 +196,7 @@ def measure(config: Config, *, env: dict[str, str], workers: int) -> None:
     config.other.append(max(0.0, busy - cpu) / seconds)
     config.rss.append(usage.ru_maxrss * 1024)
     config.running.append(statistics.fmean(samples) if samples else 0.0)
+    config.threads.append(threads)
     config.over.append(sum(s > workers for s in samples) / max(len(samples), 1))
     last = stdout.strip().splitlines()[-1] if stdout.strip() else ""
     if last.startswith("{"):
@@ -321,15 +326,15 @@ def report(scene: Path, size: int, todo: list[Config], *, workers: int) -> None:
     print(f"\n{scene.name}: {size * size / 1e6:.0f} Mpx x 4 bands, median of {len(floor.seconds)}")
     print(
         "| config | wall s | x floor | per-repeat x floor | CPU s | R threads | > cores | "
-        "peak RSS MiB | other load |\n" + "| --- " + "| ---: " * 8 + "|"
+        "threads | peak RSS MiB | other load |\n" + "| --- " + "| ---: " * 9 + "|"
     )
     for c in todo:
         s = statistics.median(c.seconds)
         print(
             f"| {c.name} | {s:.2f} | {s / f:.2f} | {spread(c, floor)} | "
             f"{statistics.median(c.cpu):.1f} | {statistics.fmean(c.running):.2f} | "
-            f"{100 * statistics.fmean(c.over):.0f}% | {max(c.rss) / 2**20:.0f} | "
-            f"{max(c.other):.2f} |"
+            f"{100 * statistics.fmean(c.over):.0f}% | {max(c.threads)} | "
+            f"{max(c.rss) / 2**20:.0f} | {max(c.other):.2f} |"
         )
     sat, h0 = todo[1], todo[3]
     print(
