@@ -437,7 +437,12 @@ def _gdal_category_names(path: Path) -> list[str]:
     gdal.GDALGetRasterCategoryNames.restype = strings
     gdal.GDALClose.argtypes = [handle]
     gdal.GDALAllRegister()
-    with pytest.MonkeyPatch.context() as env:  # satdask's EMPTY_DIR hides sidecars
+    # satdask's EMPTY_DIR hides sidecars: as a config option (what an earlier read in this
+    # process may have set) and as an environment variable, as QGIS would start
+    with (
+        pytest.MonkeyPatch.context() as env,
+        rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="FALSE"),
+    ):
         env.setenv("GDAL_DISABLE_READDIR_ON_OPEN", "FALSE")
         dataset = gdal.GDALOpen(os.fsencode(path), 0)
     assert dataset, f"GDAL cannot open {path}"

@@ -93,3 +93,18 @@ def test_tile_summary_counts_classes_per_tile_and_skips_the_fill() -> None:
     assert fraction[0, 0, 0] == 1.0 and fraction[1, 0, 0] == 0.0  # 3 water, the fill not counted
     assert np.all(fraction[1].ravel()[1:] == 1.0)
     assert majority.tolist() == [[0, 2, 2], [2, 2, 2]]
+
+
+@pytest.mark.parametrize("k", [3, 9])
+def test_class_counts_per_tile_with_partial_tiles(k: int) -> None:
+    from satdask.core.pixels import class_counts
+
+    table = ClassTable.of(tuple(ModelClass(3 * i, f"c{i}") for i in range(k)))
+    rng = np.random.default_rng(k)
+    classes = rng.choice([*table.values.tolist(), table.fill], size=(70, 45)).astype(table.dtype)
+    counts = class_counts(classes, table=table, tile_size=32)
+    assert counts.shape == (k, 3, 2)
+    for r in range(3):
+        for c in range(2):
+            tile = classes[r * 32 : (r + 1) * 32, c * 32 : (c + 1) * 32]
+            assert counts[:, r, c].tolist() == [int((tile == v).sum()) for v in table.values]
