@@ -10,9 +10,9 @@ import rasterio
 
 import satdask
 from satdask.core.features import STATUS_OK
-from satdask.demo import _INK, compose, draw_text, text_width, write_picture
+from satdask.demo import write_picture
 from satdask.io.sample import write_sample
-from satdask.render import COLOURS
+from satdask.render import _INK, COLOURS, compose, draw_text, text_width
 
 
 def _has(image: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
