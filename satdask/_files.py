@@ -22,3 +22,17 @@ def write_new(path: Path, data: bytes) -> None:
         os.link(tmp, path)
     finally:
         os.unlink(tmp)
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """A full temp file renamed over `path`: a reader sees the old file or the new one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from satdask._files import write_new
+from satdask._files import replace_file, write_new
 from satdask.core.grid import size_text
 from satdask.errors import RunError
 from satdask.pipeline.runs import open_run
@@ -61,7 +61,7 @@ def write_export(path: Path, text: str, *, overwrite: bool = False) -> None:
     """Exports never replace a file unless asked: nothing written before is lost by default."""
     _check_out(path, overwrite=overwrite)
     if overwrite:
-        _replace(path, text.encode())
+        replace_file(path, text.encode())
         return
     try:
         write_new(path, text.encode())
@@ -76,20 +76,6 @@ def _check_out(path: Path, *, overwrite: bool) -> None:
         raise RunError(f"{path}: is a directory; --out names the file to write")
     if path.exists() and not overwrite:
         raise RunError(f"{path}: already exists; pass --overwrite to replace it")
-
-
-def _replace(path: Path, data: bytes) -> None:
-    """A full temp file renamed over `path`: a reader sees the old file or the new one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 # --------------------------------------------------------------------------- COG

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from satdask._files import replace_file
 from satdask.errors import ModelError
 
 __all__ = ["segmentation_model", "window_classifier", "write_model"]
@@ -238,8 +238,8 @@ def write_model(
     if not folder.is_dir():
         raise ModelError(f"{folder}: directory does not exist", uri=str(folder))
     model_path, metadata_path = folder / f"{name}.onnx", folder / f"{name}.json"
-    _replace(model_path, model_bytes)
-    _replace(metadata_path, json.dumps(metadata, indent=2, sort_keys=True).encode() + b"\n")
+    replace_file(model_path, model_bytes)
+    replace_file(metadata_path, json.dumps(metadata, indent=2, sort_keys=True).encode() + b"\n")
     return model_path, metadata_path
 
 
@@ -364,16 +364,3 @@ def _metadata(
         ],
         "mlm:hyperparameters": hyper,
     }
-
-
-def _replace(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
