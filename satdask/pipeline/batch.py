@@ -6,7 +6,9 @@ bad fail, with their messages, and the run finishes. Each task returns its
 block's small per-tile arrays and latency. The driver journals each result as it
 arrives (`satdask.io._journal`), so a killed run resumes where it stopped, then
 assembles the tile grid (1/65536 of the pixels at 256 px tiles) and writes the
-run store once.
+run store once. A pixel model's tasks (`satdask.pipeline.pixel_run`) also write
+their blocks' full-resolution classes into the staged store themselves, so those
+never pass through the driver.
 """
 
 from __future__ import annotations
@@ -129,11 +131,8 @@ class RunPlan:
 
     @property
     def writes_pixels(self) -> bool:
-        return (
-            self.pixel is not None
-            and isinstance(self.model, PixelModel)
-            and (self.model.output == "pixel")
-        )
+        """A pixel model's run: the workers write every pixel's class into the store."""
+        return isinstance(self.model, PixelModel) and self.model.output == "pixel"
 
     @property
     def source(self) -> PixelSource:
