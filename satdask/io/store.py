@@ -202,15 +202,14 @@ def create_pixel_arrays(
     transform: Affine,
     shape: tuple[int, int],
     chunks: tuple[int, int],
-    shards: tuple[int, int] | None,
     prediction: tuple[np.dtype, int, Mapping[str, Any]],
     classes: list[int] | None = None,
 ) -> None:
     """The `pixels` group of a pixel run: empty arrays the workers write block by block.
 
     `prediction` is (dtype, fill, attrs); `classes` adds `scores` (class, y, x) in
-    float16. Every block is a whole number of `chunks` (and of `shards`, when given),
-    so no two workers ever write the same chunk. Kept if it exists: a resumed run
+    float16. Every block is a whole number of `chunks`, so no two workers ever
+    write the same chunk. Kept if it exists: a resumed run
     reuses what the killed one wrote.
     """
     if (target / PIXELS / "zarr.json").exists():
@@ -223,7 +222,6 @@ def create_pixel_arrays(
         shape=shape,
         dtype=dtype,
         chunks=chunks,
-        shards=shards,
         dimension_names=["y", "x"],
         fill_value=fill,
         attributes=_variable_attrs({**attrs, "_FillValue": fill}, floating=False),
@@ -235,7 +233,6 @@ def create_pixel_arrays(
             shape=(len(classes), *shape),
             dtype=np.float16,
             chunks=(len(classes), *chunks),
-            shards=None if shards is None else (len(classes), *shards),
             dimension_names=["class", "y", "x"],
             fill_value=np.nan,
             attributes=_variable_attrs({"long_name": "class scores"}, floating=True),

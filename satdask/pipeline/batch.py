@@ -556,30 +556,30 @@ def _assemble(results: Sequence[BlockResult], grid: TileGrid) -> dict[str, np.nd
 
 
 def _create_pixel_arrays(plan: RunPlan, staging: Path) -> None:
-    """The store's `pixels` arrays, chunked by tile and sharded by block, so each block
-    writes whole shards of its own (a trailing chunk's partial shard included)."""
+    """The store's `pixels` arrays, chunked so that each block writes chunks of its own.
+
+    A regular block layout gets one chunk per block (a trailing block may also own the
+    partial chunk after it): a 1536 px block is written in 9 ms, against 17 ms as 36
+    tile chunks in one shard, and the files stay as few as the blocks. Irregular
+    blocks, still whole tiles, get one chunk per tile.
+    """
     assert plan.pixel is not None and plan.raster.info.crs is not None
     assert isinstance(plan.model, PixelModel)
-    t, (rows, cols) = plan.grid.tile_size, plan.raster.chunks
-    chunks = (min(t, plan.grid.height), min(t, plan.grid.width))  # a scene under a tile: itself
-    regular = _regular(rows) and _regular(cols)
-    shards = (_shard(rows, chunks[0]), _shard(cols, chunks[1])) if regular else None
+    t, (rows, cols), grid = plan.grid.tile_size, plan.raster.chunks, plan.grid
+    if _regular(rows) and _regular(cols):
+        chunks = (rows[0], cols[0])
+    else:
+        chunks = (min(t, grid.height), min(t, grid.width))
     table = plan.pixel.table
     store.create_pixel_arrays(
         staging,
         crs=plan.raster.info.crs,
         transform=plan.raster.info.transform,
-        shape=(plan.grid.height, plan.grid.width),
+        shape=(grid.height, grid.width),
         chunks=chunks,
-        shards=shards,
         prediction=(table.dtype, table.fill, class_flags(plan.model.classes)),
         classes=[int(v) for v in table.values] if plan.pixel.keep_scores else None,
     )
-
-
-def _shard(blocks: Sequence[int], chunk: int) -> int:
-    """A block's size (whole tiles), or for one block, the whole chunks that cover it."""
-    return blocks[0] if len(blocks) > 1 else -(-blocks[0] // chunk) * chunk
 
 
 def _regular(chunks: Sequence[int]) -> bool:
