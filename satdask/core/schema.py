@@ -109,6 +109,7 @@ class ModelRecord(TypedDict):
     id: str | None
     sha256: str
     uri: str | None
+    file_sha256: NotRequired[str]  # an ONNX model's file, which the artifact names
 
 
 class SceneRecord(TypedDict):

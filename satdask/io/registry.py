@@ -56,7 +56,12 @@ class ModelArtifact:
     lineage: Mapping[str, Any]
 
     def describe(self) -> dict[str, Any]:
-        return {"id": self.id, "sha256": self.sha256, "uri": self.uri}
+        """The run record's `model`: the artifact's sha256 covers its parameters; an
+        ONNX model's own file is named by `file_sha256` too, as `models import` printed it."""
+        info: dict[str, Any] = {"id": self.id, "sha256": self.sha256, "uri": self.uri}
+        if isinstance(self.model, OnnxModel):
+            info["file_sha256"] = self.model.sha256
+        return info
 
     def to_dict(self) -> dict[str, Any]:
         """The artifact's facts as plain data: what its HTML view draws."""

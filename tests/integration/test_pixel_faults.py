@@ -90,3 +90,15 @@ def test_dask_worker_processes_write_the_same_pixels(
     with dask_cluster(tmp_path / "cluster", workers=2) as cluster:
         succeeded(satdask("infer", scene, *_args(model_ref, out, "--scheduler", cluster.address)))
     assert_same_pixels(out, reference)
+
+
+def test_the_run_records_the_onnx_file_sha256(reference: Path) -> None:
+    import hashlib
+
+    from satdask.io.store import decode_attrs
+
+    record = decode_attrs(zarr.open_group(reference, mode="r").attrs["satdask"])
+    assert record is not None
+    model_bytes, _ = segmentation_model(layers=3)
+    assert record["model"]["file_sha256"] == hashlib.sha256(model_bytes).hexdigest()
+    assert record["model"]["sha256"] != record["model"]["file_sha256"]  # the artifact's
