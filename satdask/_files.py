@@ -13,12 +13,8 @@ def write_new(path: Path, data: bytes) -> None:
     `os.link` refuses an existing name, so two writers cannot both succeed and a
     reader sees either nothing or the whole file. Raises FileExistsError.
     """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    tmp = _synced_temp(path, data)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
         os.link(tmp, path)
     finally:
         os.unlink(tmp)
@@ -26,13 +22,23 @@ def write_new(path: Path, data: bytes) -> None:
 
 def replace_file(path: Path, data: bytes) -> None:
     """A full temp file renamed over `path`: a reader sees the old file or the new one."""
+    tmp = _synced_temp(path, data)
+    try:
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _synced_temp(path: Path, data: bytes) -> str:
+    """`data` in a new temp file beside `path`, fsynced: removed again if writing fails."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp
