@@ -16,6 +16,7 @@ import numpy as np
 
 from satdask._files import replace_file, write_new
 from satdask.core.grid import size_text
+from satdask.core.pixels import flag_name
 from satdask.errors import RunError
 from satdask.pipeline.runs import open_run
 
@@ -159,7 +160,7 @@ def write_cog(
         attrs.get("flag_values", []),
         attrs.get("flag_meanings", ""),
         attrs.get("flag_colors"),
-        names={name.replace(" ", "_"): name for name in named},
+        names={flag_name(name): name for name in named},
     )
     ref: dict[str, Any] = dict(pixels["spatial_ref"].attrs)
     transform = Affine.from_gdal(*(float(v) for v in str(ref["GeoTransform"]).split()))
@@ -194,7 +195,7 @@ def write_cog(
             dst.update_tags(
                 1,
                 flag_values=" ".join(str(c.value) for c in classes),
-                flag_meanings=" ".join(c.name.replace(" ", "_") for c in classes),
+                flag_meanings=" ".join(flag_name(c.name) for c in classes),
                 flag_colors=" ".join(_hex(c.rgba) for c in classes),
             )
             dst.update_tags(

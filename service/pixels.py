@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from satdask.core.grid import Window
-from satdask.core.pixels import ClassTable, class_counts, model_layout
+from satdask.core.pixels import ClassTable, class_counts, class_flags, model_layout
 from satdask.core.windows import Padding, WindowLayout
 from satdask.io.halo import PixelBlock, pixel_block
 from satdask.io.registry import ModelArtifact
@@ -66,10 +66,10 @@ class PixelTiles:
 
     def flags(self) -> dict[str, str]:
         """CF flag attributes of the classes, as the run store's `pixels/prediction` has."""
-        classes = self.model.classes
+        flags = class_flags(self.model.classes)
         return {
-            "flag_values": " ".join(str(c.value) for c in classes),
-            "flag_meanings": " ".join(c.name.replace(" ", "_") for c in classes),
+            "flag_values": " ".join(map(str, flags["flag_values"])),
+            "flag_meanings": flags["flag_meanings"],
         }
 
     def layout(self, opened: OpenScene, *, tile_size: int) -> WindowLayout:

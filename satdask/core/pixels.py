@@ -10,6 +10,7 @@ is over model calls, never over tiles or pixels.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -167,3 +168,18 @@ def tile_summary(
         fraction = (counts / total).astype(np.float32)
     majority = np.where(total > 0, table.values[counts.argmax(axis=0)].astype(np.int16), -1)
     return fraction, majority
+
+
+def flag_name(name: str) -> str:
+    """A class name as one word of CF's space-separated flag_meanings."""
+    return name.replace(" ", "_")
+
+
+def class_flags(classes: tuple[ModelClass, ...]) -> dict[str, Any]:
+    """CF flag attributes naming a model's classes, with their colours."""
+    return {
+        "long_name": "predicted class",
+        "flag_values": [c.value for c in classes],
+        "flag_meanings": " ".join(flag_name(c.name) for c in classes),
+        "flag_colors": [c.color for c in classes],
+    }

@@ -34,6 +34,7 @@ from satdask.core.features import block_features
 from satdask.core.grid import Block, EdgePolicy, TileGrid
 from satdask.core.health import HealthPolicy, health_report, summarize
 from satdask.core.inference import predict_tiles
+from satdask.core.pixels import class_flags
 from satdask.core.schema import SCHEMA
 from satdask.errors import ModelError, RunError
 from satdask.io import store
@@ -46,13 +47,7 @@ from satdask.io.registry import ModelArtifact, canonical_model_sha256
 from satdask.io.source import PixelSource, TiledRaster, read_masked
 from satdask.models.base import Model, PixelModel, TileModel, describe_inputs, input_mismatches
 from satdask.pipeline._cluster import THREADS, Logger, check_scheduler, compute_client, describe
-from satdask.pipeline.pixel_run import (
-    PixelPlan,
-    class_attrs,
-    class_flags,
-    pixel_blocks,
-    run_pixel_block,
-)
+from satdask.pipeline.pixel_run import PixelPlan, class_attrs, pixel_blocks, run_pixel_block
 from satdask.pipeline.results import BlockResult
 from satdask.pipeline.runs import RunResult, open_run
 

@@ -18,7 +18,7 @@ from rasterio.errors import RasterioError
 
 from satdask.core.features import STATUS_FAILED, STATUS_OK, block_features
 from satdask.core.grid import Block, EdgePolicy, TileGrid, Window
-from satdask.core.pixels import ClassTable, model_layout, tile_summary
+from satdask.core.pixels import ClassTable, class_flags, model_layout, tile_summary
 from satdask.core.windows import Padding, WindowLayout, check_padding
 from satdask.errors import ModelError
 from satdask.io import store
@@ -26,7 +26,7 @@ from satdask.io._gdal import gdal_message
 from satdask.io.geotiff import read_retries
 from satdask.io.halo import pixel_block
 from satdask.io.source import PixelSource, TiledRaster
-from satdask.models.base import Model, ModelClass, PixelModel
+from satdask.models.base import Model, PixelModel
 from satdask.pipeline.results import BlockResult
 
 
@@ -170,16 +170,6 @@ def _failed(block: Block, message: str, *, start: float, classes: int) -> BlockR
         for c in range(block.cols)
     ]
     return BlockResult(block, variables, errors, (perf_counter() - start) * 1000.0, 0)
-
-
-def class_flags(classes: tuple[ModelClass, ...]) -> dict[str, Any]:
-    """CF flag attributes naming a model's classes, with their colours."""
-    return {
-        "long_name": "predicted class",
-        "flag_values": [c.value for c in classes],
-        "flag_meanings": " ".join(c.name.replace(" ", "_") for c in classes),
-        "flag_colors": [c.color for c in classes],
-    }
 
 
 def class_attrs(model: Model) -> dict[str, dict[str, Any]]:

@@ -18,11 +18,12 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from satdask.core.grid import Block, EdgePolicy
+from satdask.core.pixels import class_flags
 from satdask.core.schema import SCHEMA
 from satdask.io.registry import ModelArtifact
 from satdask.models.base import Model, PixelModel
 from satdask.pipeline.batch import RunPlan, plan_run, run_block
-from satdask.pipeline.pixel_run import class_attrs, class_flags, run_pixel_block
+from satdask.pipeline.pixel_run import class_attrs, run_pixel_block
 from satdask.pipeline.results import BlockResult
 
 if TYPE_CHECKING:

@@ -15,6 +15,7 @@ import zarr
 from satdask.core._html import run_html
 from satdask.core.features import STATUS_OK
 from satdask.core.health import HealthPolicy, health_checks, should_retrain
+from satdask.core.pixels import flag_name
 from satdask.core.schema import (
     HealthReport,
     Monitoring,
@@ -96,7 +97,7 @@ class RunResult:
         shares = _shares(group, ok, classes=len(values) - 1)
         # flag_meanings spell a space as '_': the monitoring's names give them back
         named = self.monitoring["predictions"].get("classes") or {}
-        real = {name.replace(" ", "_"): name for name in named}
+        real = {flag_name(name): name for name in named}
         return tuple(
             RunClass(
                 value=value,

@@ -22,7 +22,7 @@ from rasterio.errors import CRSError
 
 from satdask.core.features import STATUS_FAILED, STATUS_NODATA, STATUS_OK
 from satdask.core.grid import TileGrid, size_text
-from satdask.core.pixels import ClassTable, tile_summary
+from satdask.core.pixels import ClassTable, flag_name, tile_summary
 from satdask.errors import GridError, ModelError, RegistryError, RunError
 from satdask.io import store
 from satdask.io.lineage import file_sha256
@@ -163,7 +163,7 @@ def _expected_classes(group: zarr.Group, kind: RunKind, model: Model | None) -> 
     if kind == "tile":
         return THRESHOLD_CLASSES
     if isinstance(model, PixelModel):
-        return [(c.value, c.name.replace(" ", "_")) for c in model.classes]
+        return [(c.value, flag_name(c.name)) for c in model.classes]
     values, meanings = _flags(group, "prediction")
     return [(v, m) for v, m in zip(values, meanings, strict=False) if v != -1]
 
