@@ -42,7 +42,8 @@ class ClassTable:
 
 
 def model_layout(model: PixelModel, *, tile_size: int) -> WindowLayout:
-    """Windows of the model's fixed size, or a tile plus the halo for a dynamic model."""
+    """Windows of the model's fixed size, or a tile plus the halo for a dynamic model, so a
+    chunk of whole tiles holds whole windows and no window is computed twice."""
     size = model.window or tile_size + 2 * model.halo
     return WindowLayout(size, model.halo)
 

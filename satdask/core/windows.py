@@ -22,8 +22,6 @@ from satdask.errors import ModelError
 
 Padding = Literal["reflect", "symmetric", "edge", "zeros"]
 PADDINGS: tuple[Padding, ...] = ("reflect", "symmetric", "edge", "zeros")
-# A model with dynamic H and W gets windows of a run's tile size plus its halo, so a
-# chunk of whole tiles holds whole windows and no window is computed twice.
 
 
 def check_padding(padding: object) -> Padding:
@@ -117,12 +115,3 @@ def join_windows(kept: np.ndarray, ny: int, nx: int) -> np.ndarray:
     return grid.transpose(*axes, 0, len(lead) + 2, 1, len(lead) + 3).reshape(
         *lead, ny * step, nx * step
     )
-
-
-def batched(windows: np.ndarray, batch_size: int) -> tuple[np.ndarray, int]:
-    """Windows zero-padded to whole batches of (batches, batch_size, ...), and the real count."""
-    n = windows.shape[0]
-    batches = -(-n // batch_size)
-    padded = np.zeros((batches * batch_size, *windows.shape[1:]), dtype=windows.dtype)
-    padded[:n] = windows
-    return padded.reshape(batches, batch_size, *windows.shape[1:]), n
