@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: demo test lint format bench clean airflow-constraints
+.PHONY: demo test lint format bench clean airflow-constraints browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,9 +45,21 @@ airflow-constraints:
 demo: $(VENV)/.installed-core
 	$(BIN)/satdask demo --workdir satdask-demo
 
+# The map page's real-browser test (tests/browser) drives Debian's chromium; Playwright
+# cannot download its own browsers here. Installed by this step, as root or through sudo.
+CHROMIUM := /usr/bin/chromium
+
+browser:
+	@test -x $(CHROMIUM) || { \
+	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends \
+	    chromium fonts-liberation; }
+	@test -x $(CHROMIUM) || { echo "make browser: $(CHROMIUM) is still missing"; exit 1; }
+
 # SATDASK_AIRFLOW_PYTHON makes the DAG test run in the Airflow venv, and fail (not skip)
 # if it is missing.
-test: $(VENV)/.installed-dev $(AIRFLOW_VENV)/.installed-airflow
+test: $(VENV)/.installed-dev $(AIRFLOW_VENV)/.installed-airflow browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
