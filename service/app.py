@@ -72,6 +72,7 @@ from service.gdal import configure_service_gdal, restore_gdal_env
 from service.images import GEOTIFF, JSON, PNG, TIFF, geotiff, negotiate, png
 from service.limits import FileLimits
 from service.listing import Bounds, SceneListing
+from service.mapview import map_routes
 from service.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from service.paths import MAX_PATH_CHARS
 from service.pixels import PixelTiles
@@ -701,6 +702,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ready,
             model,
             prometheus,
+            *map_routes(rt),
         ],
         lifespan=[lifespan],
         middleware=[MetricsMiddleware(metrics)],

@@ -15,8 +15,10 @@ SERVICE = Path(__file__).resolve().parents[2] / "service"
 # Top to bottom; a module may import any module in a lower row.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("service",),  # the package: create_app and Settings
+    ("service.view",),  # `satdask view`: a run's scene and model, served like `serve`
     ("service.server",),  # `satdask serve`: settings, GDAL options, then uvicorn
     ("service.app", "service.protocol"),
+    ("service.mapview",),  # GET /map: the page, Leaflet's files, a click's tile
     ("service.pixels",),  # a pixel model's tile
     ("service.scenes", "service.schemas", "service.docs", "service.settings", "service.listing"),
     ("service.auth", "service.metrics", "service.gdal", "service.loadgen", "service.images"),
