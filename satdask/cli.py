@@ -204,6 +204,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=_positive, help="uvicorn worker processes (SATDASK_WORKERS)")
     s.set_defaults(func=cmd_serve)
 
+    s = _command(
+        sub,
+        "view",
+        help="serve a run and its scene on a web map (/map) on a free loopback port; "
+        "prints the map's URL and opens nothing",
+    )
+    s.add_argument("store", help="the run store (a local path)")
+    s.add_argument("--host", default="127.0.0.1", help="bind address")
+    s.add_argument("--port", type=int, default=0, help="port; 0 takes a free one")
+    s.set_defaults(func=cmd_view)
+
     s = _command(sub, "demo", help="sample, validate, train, infer and show, end to end")
     s.add_argument("--workdir", type=Path, default=Path("satdask-demo"), help="where to work")
     s.add_argument("--size", type=_positive, default=4096, help="sample scene size, in pixels")
@@ -559,6 +570,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
         "workers": args.workers,
     }
     serve(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def cmd_view(args: argparse.Namespace) -> None:
+    _service_entry("view")(args.store, host=args.host, port=args.port)
 
 
 def _service_entry(name: str) -> Callable[..., None]:
