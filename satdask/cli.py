@@ -199,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-root", help="folder, or http(s):// or s3:// prefix, of scenes (SATDASK_DATA_ROOT)"
     )
     s.add_argument("--model", help="registry DIR[:ID] (SATDASK_MODEL)")
+    s.add_argument(
+        "--runs-root", help="folder of run stores served as map tiles (SATDASK_RUNS_ROOT)"
+    )
     s.add_argument("--host", help="bind address (SATDASK_HOST, default 127.0.0.1)")
     s.add_argument("--port", type=int, help="port (SATDASK_PORT, default 8000)")
     s.add_argument("--workers", type=_positive, help="uvicorn worker processes (SATDASK_WORKERS)")
@@ -565,6 +568,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     overrides = {
         "data_root": args.data_root,
         "model": args.model,
+        "runs_root": args.runs_root,
         "host": args.host,
         "port": args.port,
         "workers": args.workers,

@@ -78,6 +78,7 @@ from service.paths import MAX_PATH_CHARS
 from service.pixels import PixelTiles
 from service.public import client_error, describe_exception, public_lineage
 from service.remote import RemoteRoot, recheck, remote_error
+from service.runs_root import RunsRoot
 from service.scenes import ModelMismatchError, OpenScene, SceneStore, check_model
 from service.schemas import (
     ErrorBody,
@@ -99,6 +100,7 @@ from service.schemas import (
     is_infer_request,
 )
 from service.settings import Settings
+from service.tiles import TileCache, Tiles, tile_routes
 
 log = logging.getLogger("satdask.service")
 
@@ -672,6 +674,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
         metrics.scenes_cached.set(len(rt.scenes))
         return metrics.render()
 
+    async def scene_names() -> list[str] | None:
+        return None if rt.listing is None else (await rt.listing.get()).scenes
+
+    tiles = Tiles(
+        in_thread=rt.in_thread,
+        scene=rt.scene,
+        scenes=scene_names,
+        runs=RunsRoot(settings.runs_root) if settings.runs_root is not None else None,
+        data_root=settings.data_root,
+        cache=TileCache(),
+    )
+
     def handle_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
         status, body, headers = describe_exception(exc, settings.data_root)
         metrics.observe_unmatched(request.scope, status)
@@ -703,6 +717,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             model,
             prometheus,
             *map_routes(rt),
+            *tile_routes(tiles),
         ],
         lifespan=[lifespan],
         middleware=[MetricsMiddleware(metrics)],

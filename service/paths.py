@@ -39,8 +39,8 @@ RASTER_SUFFIXES = frozenset({".tif", ".tiff"})
 _FORBIDDEN_CHARS = frozenset("\\%:~") | {chr(c) for c in range(32)} | {"\x7f"}
 
 
-def check_relative(text: object) -> PurePosixPath:
-    """The syntactic rules; raises NotFoundError on any breach."""
+def check_relative(text: object, *, suffixes: frozenset[str] = RASTER_SUFFIXES) -> PurePosixPath:
+    """The syntactic rules; raises NotFoundError on any breach (run stores: `.zarr`)."""
     if not isinstance(text, str) or not text or len(text) > MAX_PATH_CHARS:
         raise NotFoundError
     if text.startswith("/") or not _FORBIDDEN_CHARS.isdisjoint(text):
@@ -48,7 +48,7 @@ def check_relative(text: object) -> PurePosixPath:
     rel = PurePosixPath(text)
     if not rel.parts or any(part.startswith(".") for part in rel.parts):
         raise NotFoundError
-    if rel.suffix.lower() not in RASTER_SUFFIXES:
+    if rel.suffix.lower() not in suffixes:
         raise NotFoundError
     return rel
 

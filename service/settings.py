@@ -113,6 +113,7 @@ class Settings:
 
     data_root: Path | RemoteRoot
     model: str | None = None
+    runs_root: Path | None = None  # finished run stores served as map tiles (service.tiles)
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
@@ -188,6 +189,16 @@ class Settings:
         return out
 
 
+def _runs_root(value: Any) -> Path | None:
+    """A local directory of run stores (resolved, as the data root), or None: no runs."""
+    if value is None or value == "":
+        return None
+    root = Path(str(value)).expanduser()
+    if not root.is_dir():
+        raise ConfigError(f"{PREFIX}RUNS_ROOT {str(root)!r} is not a directory")
+    return root.resolve()
+
+
 def _data_root(value: Any) -> Path | RemoteRoot:
     """A remote prefix from URL text, else a directory (resolved).
 
@@ -212,6 +223,7 @@ _LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "model": _optional_text,
+    "runs_root": _runs_root,
     "host": lambda v: str(v) or "127.0.0.1",
     "port": _port,
     "workers": _positive_int(f"{PREFIX}WORKERS"),

@@ -19,9 +19,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("service.server",),  # `satdask serve`: settings, GDAL options, then uvicorn
     ("service.app", "service.protocol"),
     ("service.mapview",),  # GET /map: the page, Leaflet's files, a click's tile
+    ("service.tiles",),  # web-mercator map tiles, TileJSON and the catalog
     ("service.pixels",),  # a pixel model's tile
     ("service.scenes", "service.schemas", "service.docs", "service.settings", "service.listing"),
+    ("service.runs_root",),  # finished run stores by name, their layers
     ("service.auth", "service.metrics", "service.gdal", "service.loadgen", "service.images"),
+    ("service.tile_images",),  # RGBA tiles and their PNG bytes
     ("service.public",),  # what a client may see: names, messages, error bodies
     ("service.remote",),
     ("service.paths", "service.limits"),  # containment; what a file may claim
