@@ -79,6 +79,25 @@ def write_picture(run: RunResult, path: Path, *, scene: str) -> Path:
     ]
     legend = [(COLOURS[name], f"{name:<6} {n}") for name, n in counts.items()]
     tiles = prediction_rgb(prediction, status, scale=max(1, 512 // max(prediction.shape)))
-    image = compose(tiles, title=title, legend=legend, legend_title=f"{sum(counts.values())} tiles")
+    image = compose(
+        tiles,
+        title=title,
+        legend=legend,
+        legend_title=f"{sum(counts.values())} tiles",
+        extent=_extent(ds["spatial_ref"].attrs.get("GeoTransform"), prediction.shape),
+        crs=record["scene"]["crs"],
+    )
     write_png(image, path)
     return path
+
+
+def _extent(
+    geotransform: str | None, shape: tuple[int, ...]
+) -> tuple[float, float, float, float] | None:
+    """(left, bottom, right, top) of the tile grid from its GDAL GeoTransform text."""
+    if not geotransform:
+        return None
+    c, a, _, f, _, e = (float(v) for v in geotransform.split())
+    rows, cols = shape
+    ys = (f, f + e * rows)
+    return (c, min(ys), c + a * cols, max(ys))
