@@ -21,6 +21,7 @@
   const map = L.map("map", { zoomControl: true, attributionControl: true, minZoom: 0 });
   map.attributionControl.setPrefix(false);
   map.setView([0, 0], 2);
+  window.satdaskMap = map; // for scripts driving the page (the browser test)
 
   // ------------------------------------------------------------------ requests
 
@@ -41,8 +42,10 @@
     return body;
   }
 
+  // A tile URL template as given, or under this server when relative ("{z}" must stay
+  // unescaped, so no URL object)
   function absolute(url) {
-    return new URL(url, window.location.href).href;
+    return /^https?:\/\//.test(url) ? url : window.location.origin + (url.startsWith("/") ? "" : "/") + url;
   }
 
   // A tile layer that sends the API key: each tile is fetched and shown as a blob URL.
@@ -271,7 +274,7 @@
       const at = await getJSON(`/map/locate?${q}`);
       if (at.row === null) { body.textContent = `No tile of ${scene} here.`; return; }
       if (state.outline) map.removeLayer(state.outline);
-      state.outline = L.polygon(at.corners, { color: "#e4572e", weight: 2, fill: false, interactive: false }).addTo(map);
+      state.outline = L.polygon(at.corners, { color: "#111", weight: 3, dashArray: "6 4", fill: false, interactive: false }).addTo(map);
       const response = await fetch("/infer", {
         method: "POST",
         headers: headers({ "Content-Type": "application/json", Accept: "application/json" }),
