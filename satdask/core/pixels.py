@@ -48,44 +48,61 @@ def model_layout(model: PixelModel, *, tile_size: int) -> WindowLayout:
     return WindowLayout(size, model.halo)
 
 
-def window_outputs(
-    region: np.ndarray, *, model: PixelModel, layout: WindowLayout, keep_scores: bool = False
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """The best class index of every window of `region` and, with `keep_scores`, its
-    scores: (ny, nx, step, step) and (ny, nx, K, step, step) kept centres for a pixel
-    model, (ny, nx) and (ny, nx, K) for a window model.
+@dataclass(frozen=True)
+class WindowOutputs:
+    """A region's outputs, window by window: kept centres, (ny, nx, ...) leading."""
 
-    `region` is (band, Y, X), Y and X a whole number of steps plus twice the halo.
+    best: np.ndarray  # (ny, nx, step, step) class indexes, or (ny, nx) for a window model
+    scores: np.ndarray | None  # (ny, nx, K, ...) float32 with keep_scores
+    layers: np.ndarray | None  # (ny, nx, L, step, step) float32 for a model with layers
+
+
+def window_outputs(
+    region: np.ndarray,
+    *,
+    model: PixelModel,
+    layout: WindowLayout,
+    keep_scores: bool = False,
+    inside: np.ndarray | None = None,
+) -> WindowOutputs:
+    """Run the model over every window of `region` and keep each window's centre.
+
+    `region` is (band, Y, X), Y and X a whole number of steps plus twice the halo;
+    `inside` (Y, X) is False where it was padded beyond the scene (None: all inside).
     The argmax is taken window by window on the kept centres, so only class indexes
     (one byte a pixel) are put back together, never the float scores.
     """
     ny, nx = ((n - 2 * layout.halo) // layout.step for n in region.shape[1:])
     windows = cut_windows(region, layout)
-    n, batch = windows.shape[0], model.batch_size
+    inside_windows = None if inside is None else cut_windows(inside[None], layout)[:, 0]
+    n, batch, k = windows.shape[0], model.batch_size, len(model.classes)
     h, s = layout.halo, layout.step
-    best: np.ndarray | None = None
-    kept_scores: np.ndarray | None = None
+    out: dict[str, np.ndarray] = {}
     for start in range(0, n, batch):  # one model call per batch of windows
-        chunk = windows[start : start + batch]
-        if chunk.shape[0] < batch:  # always whole batches: results cannot depend on chunking
-            padding = np.zeros((batch - chunk.shape[0], *chunk.shape[1:]), dtype=chunk.dtype)
-            chunk = np.concatenate([chunk, padding])
-        scores = np.asarray(model.scores(chunk), dtype=np.float32)[: n - start]
+        chunk = _whole_batch(windows[start : start + batch], batch)
+        given = None if inside_windows is None else inside_windows[start : start + batch]
+        kwargs = {} if given is None else {"inside": _whole_batch(given, batch)}
+        scores = np.asarray(model.scores(chunk, **kwargs), dtype=np.float32)[: n - start]
         kept = scores if model.output == "window" else scores[:, :, h : h + s, h : h + s]
-        if best is None:
-            best = np.empty(
-                (n, *kept.shape[2:]), dtype=np.uint8 if kept.shape[1] <= 256 else np.uint16
-            )
-            if keep_scores:
-                kept_scores = np.empty((n, *kept.shape[1:]), dtype=np.float32)
-        best[start : start + batch] = first_max(kept)
-        if kept_scores is not None:
-            kept_scores[start : start + batch] = kept
-    assert best is not None, "a region holds at least one window"
-    grid = best.reshape(ny, nx, *best.shape[1:])
-    if kept_scores is None:
-        return grid, None
-    return grid, kept_scores.reshape(ny, nx, *kept_scores.shape[1:])
+        parts = {"best": first_max(kept[:, :k])}
+        if keep_scores:
+            parts["scores"] = kept[:, :k]
+        if kept.shape[1] > k:
+            parts["layers"] = kept[:, k:]
+        for name, part in parts.items():
+            if name not in out:
+                out[name] = np.empty((n, *part.shape[1:]), dtype=part.dtype)
+            out[name][start : start + batch] = part
+    grid = {name: a.reshape(ny, nx, *a.shape[1:]) for name, a in out.items()}
+    return WindowOutputs(grid["best"], grid.get("scores"), grid.get("layers"))
+
+
+def _whole_batch(chunk: np.ndarray, batch: int) -> np.ndarray:
+    """Always whole batches, the last padded with zeros: results cannot depend on chunking."""
+    if chunk.shape[0] == batch:
+        return chunk
+    padding = np.zeros((batch - chunk.shape[0], *chunk.shape[1:]), dtype=chunk.dtype)
+    return np.concatenate([chunk, padding])
 
 
 def first_max(scores: np.ndarray) -> np.ndarray:
@@ -102,25 +119,25 @@ def first_max(scores: np.ndarray) -> np.ndarray:
 
 
 def pixel_classes(
-    best: np.ndarray,
-    scores: np.ndarray | None,
-    valid: np.ndarray,
-    *,
-    table: ClassTable,
-    offset: tuple[int, int],
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """(ny, nx, step, step) best class indexes -> class values per pixel, fill where
-    invalid, and the (K, Y, X) scores if given, both cropped to `valid`'s shape from
-    `offset` (the block's first pixel within the kept centres)."""
-    ny, nx = best.shape[:2]
+    outputs: WindowOutputs, valid: np.ndarray, *, table: ClassTable, offset: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """A pixel model's window outputs -> class values per pixel (fill where invalid), and
+    the (K, Y, X) scores and (L, Y, X) layers if given (NaN where invalid), all cropped to
+    `valid`'s shape from `offset` (the block's first pixel within the kept centres)."""
+    ny, nx = outputs.best.shape[:2]
     (oy, ox), (h, w) = offset, valid.shape
-    index = join_windows(best.reshape(ny * nx, *best.shape[2:]), ny, nx)[oy : oy + h, ox : ox + w]
-    classes = table.values[index]
+
+    def joined(kept: np.ndarray) -> np.ndarray:
+        whole = join_windows(kept.reshape(ny * nx, *kept.shape[2:]), ny, nx)
+        return whole[..., oy : oy + h, ox : ox + w]
+
+    classes = table.values[joined(outputs.best)]
     classes[~valid] = table.fill
-    if scores is not None:
-        joined = join_windows(scores.reshape(ny * nx, *scores.shape[2:]), ny, nx)
-        scores = joined[:, oy : oy + h, ox : ox + w]
-    return classes, scores
+    scores = None if outputs.scores is None else joined(outputs.scores)
+    layers = None if outputs.layers is None else joined(outputs.layers)
+    if layers is not None:
+        layers[:, ~valid] = np.nan
+    return classes, scores, layers
 
 
 def class_counts(classes: np.ndarray, *, table: ClassTable, tile_size: int) -> np.ndarray:

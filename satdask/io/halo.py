@@ -13,7 +13,7 @@ the fill value, never a class.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -32,6 +32,7 @@ class PixelBlock:
     scores: np.ndarray | None  # (K, y, x) float32 with keep_scores; (K, ny, nx) per window
     valid: np.ndarray  # (y, x) bool
     pixels: np.ndarray  # (band, y, x) as read, for the tile summary's features
+    layers: dict[str, np.ndarray] = field(default_factory=dict)  # (y, x) float32, NaN invalid
 
 
 def valid_pixels(data: np.ndarray, *, nodata: float | None, mask: np.ndarray | None) -> np.ndarray:
@@ -102,10 +103,27 @@ def pixel_block(
     pixels, own_valid = region[:, own[0], own[1]], valid[own]
     if not valid.all():
         region = np.where(valid, region, region.dtype.type(0))
-    best, scores = window_outputs(region, model=model, layout=layout, keep_scores=keep_scores)
+    outputs = window_outputs(
+        region,
+        model=model,
+        layout=layout,
+        keep_scores=keep_scores,
+        inside=_inside(rows, cols, height=height, width=width),
+    )
     if model.output == "window":
-        scores = None if scores is None else np.moveaxis(scores, -1, 0)
-        return PixelBlock(table.values[best], scores, own_valid, pixels)
+        scores = None if outputs.scores is None else np.moveaxis(outputs.scores, -1, 0)
+        return PixelBlock(table.values[outputs.best], scores, own_valid, pixels)
     offset = (dy - layout.halo, dx - layout.halo)
-    classes, scores = pixel_classes(best, scores, own_valid, table=table, offset=offset)
-    return PixelBlock(classes, scores, own_valid, pixels)
+    classes, scores, layers = pixel_classes(outputs, own_valid, table=table, offset=offset)
+    named = dict(zip(model.layers, layers, strict=True)) if layers is not None else {}
+    return PixelBlock(classes, scores, own_valid, pixels, named)
+
+
+def _inside(
+    rows: tuple[int, int], cols: tuple[int, int], *, height: int, width: int
+) -> np.ndarray | None:
+    """(Y, X) False where a region read over `rows` x `cols` passes the scene's edge."""
+    if rows[0] >= 0 and cols[0] >= 0 and rows[1] <= height and cols[1] <= width:
+        return None
+    y, x = np.arange(*rows), np.arange(*cols)
+    return ((y >= 0) & (y < height))[:, None] & ((x >= 0) & (x < width))[None, :]

@@ -26,7 +26,8 @@ from satdask._files import write_new
 from satdask.core._html import artifact_html
 from satdask.errors import ModelError, RegistryError
 from satdask.io.lineage import canonical_sha256, file_sha256
-from satdask.models.base import Model, TileModel, model_from_dict
+from satdask.models.base import Model, TileModel
+from satdask.models.kinds import model_from_dict
 from satdask.models.onnx import OnnxModel
 
 SCHEMA_VERSION = 1

@@ -204,13 +204,14 @@ def create_pixel_arrays(
     chunks: tuple[int, int],
     prediction: tuple[np.dtype, int, Mapping[str, Any]],
     classes: list[int] | None = None,
+    layers: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> None:
     """The `pixels` group of a pixel run: empty arrays the workers write block by block.
 
     `prediction` is (dtype, fill, attrs); `classes` adds `scores` (class, y, x) in
-    float16. Every block is a whole number of `chunks`, so no two workers ever
-    write the same chunk. Kept if it exists: a resumed run
-    reuses what the killed one wrote.
+    float16; `layers` a model's float32 (y, x) layers by name, with their attrs. Every
+    block is a whole number of `chunks`, so no two workers ever write the same chunk.
+    Kept if it exists: a resumed run reuses what the killed one wrote.
     """
     if (target / PIXELS / "zarr.json").exists():
         return
@@ -237,20 +238,35 @@ def create_pixel_arrays(
             fill_value=np.nan,
             attributes=_variable_attrs({"long_name": "class scores"}, floating=True),
         )
+    for name, layer_attrs in (layers or {}).items():
+        group.create_array(
+            name,
+            shape=shape,
+            dtype=np.float32,
+            chunks=chunks,
+            dimension_names=["y", "x"],
+            fill_value=np.nan,
+            attributes=_variable_attrs(dict(layer_attrs), floating=True),
+        )
 
 
 _PIXEL_ARRAYS: dict[tuple[str, int, int], zarr.Array] = {}
 
 
 def write_pixel_block(
-    target: Path, window: tuple[slice, slice], *, classes: np.ndarray, scores: np.ndarray | None
+    target: Path,
+    window: tuple[slice, slice],
+    *,
+    classes: np.ndarray,
+    scores: np.ndarray | None,
+    layers: Mapping[str, np.ndarray] | None = None,
 ) -> None:
     """Write one block's region from the worker that computed it.
 
     Arrays are opened once per process, keyed by their metadata file's inode and
     mtime, so a store made anew at the same path is never written through a stale array.
     """
-    for name, data in (("prediction", classes), ("scores", scores)):
+    for name, data in (("prediction", classes), ("scores", scores), *(layers or {}).items()):
         if data is None:
             continue
         path = target / PIXELS / name

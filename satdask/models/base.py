@@ -8,8 +8,6 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from satdask.errors import ModelError
-
 
 @runtime_checkable
 class TileModel(Protocol):
@@ -49,6 +47,8 @@ class PixelModel(Protocol):
     is `bands` (None: the bands given), `window` (a fixed H = W, or None: satdask
     chooses), `halo` (context cropped from each side of a window's output) and
     `batch_size` (windows per call, fixed so results cannot depend on the chunking).
+    `layers` names per-pixel float outputs a pixel model gives beside its classes
+    (s2cloudless's cloud probability); most models have none.
     """
 
     @property
@@ -75,10 +75,15 @@ class PixelModel(Protocol):
     @property
     def classes(self) -> tuple[ModelClass, ...]: ...
 
-    def scores(self, batch: np.ndarray) -> np.ndarray:
-        """(N, bands, H, W) pixels as read -> (N, K, H, W) or, for "window", (N, K) scores.
+    @property
+    def layers(self) -> tuple[str, ...]: ...
 
-        N is always `batch_size`; K is `len(classes)`, in the order of `classes`.
+    def scores(self, batch: np.ndarray, *, inside: np.ndarray | None = None) -> np.ndarray:
+        """(N, bands, H, W) pixels as read -> (N, K + L, H, W) or, for "window", (N, K).
+
+        N is always `batch_size`; K is `len(classes)`, in the order of `classes`, and L
+        `len(layers)`. `inside` (N, H, W), when given, is False on pixels padded beyond
+        the scene's edge (None: all inside).
         """
         ...
 
@@ -116,15 +121,3 @@ def describe_inputs(bands: int, dtype: str | None = None, tile_size: int | None 
     if tile_size:
         text += f" in {tile_size} px tiles"
     return text
-
-
-def model_from_dict(
-    kind: str, data: Mapping[str, Any], *, lineage: Mapping[str, Any] | None = None
-) -> Model:
-    """Rebuild a model from its artifact; the registry stays unaware of model classes."""
-    from satdask.models.threshold import ThresholdModel
-
-    kinds: dict[str, type[ThresholdModel]] = {ThresholdModel.kind: ThresholdModel}
-    if kind not in kinds:
-        raise ModelError(f"unknown model kind {kind!r}; known: {', '.join(sorted(kinds))}")
-    return kinds[kind].from_dict(data, lineage=lineage)

@@ -107,8 +107,14 @@ class OnnxModel:
     def classes(self) -> tuple[ModelClass, ...]:
         return self.spec.classes
 
-    def scores(self, batch: np.ndarray) -> np.ndarray:
-        """(N, bands, H, W) raw pixels -> float32 scores, (N, K, H, W) or (N, K)."""
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return ()
+
+    def scores(self, batch: np.ndarray, *, inside: np.ndarray | None = None) -> np.ndarray:
+        """(N, bands, H, W) raw pixels -> float32 scores, (N, K, H, W) or (N, K).
+
+        A network sees padding as pixels: `inside` is not used."""
         batch = np.asarray(batch)
         self._check_batch(batch)
         return _run(self.session, batch, self.spec, who=f"ONNX model {self.sha256[:12]}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -44,10 +44,18 @@ from satdask.io.geotiff import read_retries
 from satdask.io.lineage import scene_sha256, versions
 from satdask.io.open import open_source
 from satdask.io.registry import ModelArtifact, canonical_model_sha256
+from satdask.io.s2_inputs import s2_inputs
 from satdask.io.source import PixelSource, TiledRaster, read_masked
 from satdask.models.base import Model, PixelModel, TileModel, describe_inputs, input_mismatches
+from satdask.models.s2cloudless import CloudMaskModel
 from satdask.pipeline._cluster import THREADS, Logger, check_scheduler, compute_client, describe
-from satdask.pipeline.pixel_run import PixelPlan, class_attrs, pixel_blocks, run_pixel_block
+from satdask.pipeline.pixel_run import (
+    PixelPlan,
+    class_attrs,
+    layer_attrs,
+    pixel_blocks,
+    run_pixel_block,
+)
 from satdask.pipeline.results import BlockResult
 from satdask.pipeline.runs import RunResult, open_run
 
@@ -178,9 +186,14 @@ def plan_run(
             tile_model, tile_size=tile_size or 256, padding=padding, keep_scores=keep_scores
         )
         tile_size = _window_tile_size(tile_model, pixel, tile_size)
+    chosen: Sequence[int | str] | None = bands
+    if isinstance(tile_model, CloudMaskModel) and pixel is not None:
+        inputs = s2_inputs(scene, bands=bands)
+        chosen, tile_model = inputs.bands, tile_model.for_scene(dn_offset=inputs.dn_offset)
+        pixel = replace(pixel, dn_offset=inputs.dn_offset)
     if isinstance(scene, str | os.PathLike) or not hasattr(scene, "dims"):
         raster = open_source(  # a file or a STAC item: no xarray
-            scene, tile_size=tile_size or 256, tiles_per_chunk=tiles_per_chunk, bands=bands
+            scene, tile_size=tile_size or 256, tiles_per_chunk=tiles_per_chunk, bands=chosen
         )
     else:
         from satdask.views.scene import scene_raster
@@ -574,6 +587,7 @@ def _create_pixel_arrays(plan: RunPlan, staging: Path) -> None:
         chunks=chunks,
         prediction=(table.dtype, table.fill, class_flags(plan.model.classes)),
         classes=[int(v) for v in table.values] if plan.pixel.keep_scores else None,
+        layers=layer_attrs(plan.model),
     )
 
 

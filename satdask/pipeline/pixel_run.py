@@ -38,6 +38,7 @@ class PixelPlan:
     table: ClassTable
     padding: Padding
     keep_scores: bool
+    dn_offset: int | None = None  # s2cloudless: the offset its scene's numbers carry
 
     @classmethod
     def of(
@@ -52,7 +53,13 @@ class PixelPlan:
                 "prediction (at most 127)"
             )
         layout = model_layout(model, tile_size=tile_size)
-        return cls(layout, table, check_padding(padding), keep_scores)
+        own = getattr(model, "padding", None)
+        if own is not None and padding not in ("reflect", own):
+            raise ModelError(
+                f"padding {padding!r} cannot apply to a {model.kind} model, which pads "
+                f"{own} as its reference does"
+            )
+        return cls(layout, table, check_padding(own or padding), keep_scores)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -60,6 +67,7 @@ class PixelPlan:
             "halo": self.layout.halo,
             "padding": self.padding,
             "keep_scores": self.keep_scores,
+            **({} if self.dn_offset is None else {"dn_offset": self.dn_offset}),
         }
 
 
@@ -126,6 +134,7 @@ def run_pixel_block(
                 block.window.toslices(),
                 classes=result.classes,
                 scores=result.scores,
+                layers=result.layers,
             )
         fraction, majority = tile_summary(
             result.classes, table=plan.table, tile_size=t, rows=block.rows, cols=block.cols
@@ -146,6 +155,7 @@ def run_pixel_block(
         kept["prediction"] = result.classes
         if result.scores is not None:
             kept["scores"] = result.scores.astype(np.float16)
+        kept |= result.layers
     retries = read_retries() - retries_before
     return BlockResult(block, variables, [], latency_ms, retries, kept)
 
@@ -190,3 +200,8 @@ def class_attrs(model: Model) -> dict[str, dict[str, Any]]:
         "prediction": prediction,
         "class_fraction": {"long_name": "fraction of the tile's valid pixels in each class"},
     }
+
+
+def layer_attrs(model: PixelModel) -> dict[str, dict[str, Any]]:
+    """Attributes of a pixel model's float layers (s2cloudless: `cloud_probability`)."""
+    return {name: {"long_name": name.replace("_", " "), "units": "1"} for name in model.layers}

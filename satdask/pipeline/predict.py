@@ -23,7 +23,7 @@ from satdask.core.schema import SCHEMA
 from satdask.io.registry import ModelArtifact
 from satdask.models.base import Model, PixelModel
 from satdask.pipeline.batch import RunPlan, plan_run, run_block
-from satdask.pipeline.pixel_run import class_attrs, run_pixel_block
+from satdask.pipeline.pixel_run import class_attrs, layer_attrs, run_pixel_block
 from satdask.pipeline.results import BlockResult
 
 if TYPE_CHECKING:
@@ -179,6 +179,11 @@ def _pixel_dataset(plan: RunPlan, results: tuple[str, dict[Any, Any]]) -> xr.Dat
         )
         data["scores"] = xr.DataArray(scores, dims=("class", "y", "x"))
         coords["class"] = table.values
+    for name, layer in layer_attrs(plan.model).items():
+        values = _variable(
+            results, plan, name, chunks=chunks, dtype=np.dtype(np.float32), fill=np.nan, pixels=True
+        )
+        data[name] = xr.DataArray(values, dims=("y", "x"), attrs=layer)
     ds = xr.Dataset(data, coords=coords)
     return ds.rio.write_crs(info.crs).rio.write_transform(t)
 

@@ -1,0 +1,283 @@
+"""Sentinel Hub's s2cloudless cloud detector as a satdask pixel model.
+
+The classifier is s2cloudless's own LightGBM file, read from the installed package
+(it is CC BY-SA 4.0 and never copied here), found without importing `s2cloudless`,
+whose import pulls in `sentinelhub`. After the classifier come the reference's two
+neighbourhood steps, with the reference's own OpenCV calls: a convolution of the
+probabilities with a normalised disk of radius `average_over` (BORDER_REFLECT), a
+threshold, and a dilation with a disk of radius `dilation_size`. Their reach,
+`average_over + dilation_size`, is the model's halo, so chunk borders are invisible.
+
+At the scene's edge the run pads symmetrically (OpenCV's BORDER_REFLECT), which
+gives the reference's convolution, and `inside` tells `scores` where the scene
+ends so the dilation sees clear sky beyond it, as `cv2.dilate` does.
+
+Each pixel's probability is LightGBM's answer for its reflectances. Pixels whose ten
+reflectances fall between the same pair of split thresholds in every feature take
+the same path through every tree, so the classifier runs once per distinct
+combination (`threshold_codes`), on a representative pixel, exactly as on each.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from satdask.errors import ModelError
+from satdask.models.base import ModelClass
+
+# Sentinel-2 L1C bands in ESA order, as a 13-band scene must hold them.
+S2_BANDS = (
+    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12",
+)  # fmt: skip
+# The ten bands the classifier reads, in its feature order.
+MODEL_BANDS = ("B01", "B02", "B04", "B05", "B08", "B8A", "B09", "B10", "B11", "B12")
+MODEL_FILE = "models/pixel_s2_cloud_detector_lightGBM_v0.1.txt"
+EXTRA = "pip install 'satdask[cloudmask]'"
+# OpenCV's filter2D switches to a DFT, whose rounding depends on the image's size, from
+# a kernel of 130 px up (13 x 13, radius 6): a chunked run could not equal it.
+MAX_AVERAGE_OVER = 5
+CLASSES = (ModelClass(0, "clear", "#2b83ba"), ModelClass(1, "cloud", "#ff3fa4"))
+
+
+def model_file() -> Path:
+    """The LightGBM file inside the installed s2cloudless package (not imported)."""
+    spec = importlib.util.find_spec("s2cloudless")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"s2cloudless is not installed; {EXTRA}")
+    path = Path(next(iter(spec.submodule_search_locations))) / MODEL_FILE
+    if not path.is_file():
+        raise ModelError(f"{path}: s2cloudless's model file is missing; reinstall: {EXTRA}")
+    return path
+
+
+def reflectance(dn: np.ndarray, *, dn_offset: int = 0) -> np.ndarray:
+    """Digital numbers -> the reflectances s2cloudless takes: (DN + offset) / 10000 in float32.
+
+    `dn_offset` is ESA's radiometric offset (-1000 from processing baseline 04.00).
+    """
+    out = dn.astype(np.float32)
+    if dn_offset:
+        out += np.float32(dn_offset)
+    out /= np.float32(10000.0)
+    return out
+
+
+def disk(radius: int) -> np.ndarray:
+    """The reference's disk: skimage's, drawn by OpenCV (`s2cloudless.utils.cv2_disk`)."""
+    import cv2
+
+    side = 2 * radius + 1
+    return cv2.circle(np.zeros((side, side), np.uint8), (radius, radius), radius, 1, -1)
+
+
+@dataclass(frozen=True)
+class CloudMaskModel:
+    """s2cloudless with its parameters; satisfies `PixelModel` with one extra layer,
+    `cloud_probability`. Equal and tokenized by the model file's sha256 and parameters."""
+
+    sha256: str  # of the LightGBM file
+    version: str  # of the s2cloudless package that shipped it
+    threshold: float = 0.4
+    average_over: int = 1
+    dilation_size: int = 1
+    dn_offset: int = 0  # bound to a scene by `for_scene`
+    lineage: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    kind: ClassVar[str] = "s2cloudless"
+    output: ClassVar[Literal["pixel"]] = "pixel"
+    layers: ClassVar[tuple[str, ...]] = ("cloud_probability",)
+    classes: ClassVar[tuple[ModelClass, ...]] = CLASSES
+    band_names: ClassVar[tuple[str, ...]] = MODEL_BANDS
+    window: ClassVar[None] = None
+    batch_size: ClassVar[int] = 1
+    padding: ClassVar[str] = "symmetric"  # OpenCV's BORDER_REFLECT, as the reference
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ModelError(f"threshold must be within 0..1, got {self.threshold}")
+        for name in ("average_over", "dilation_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ModelError(f"{name} must be a whole number of pixels >= 0, got {value!r}")
+        if self.average_over > MAX_AVERAGE_OVER:
+            raise ModelError(
+                f"average_over {self.average_over} is over {MAX_AVERAGE_OVER}: there the "
+                "reference convolves by DFT, whose rounding depends on the image's size"
+            )
+
+    @property
+    def bands(self) -> int:
+        return len(MODEL_BANDS)
+
+    @property
+    def halo(self) -> int:
+        return self.average_over + self.dilation_size
+
+    def for_scene(self, *, dn_offset: int) -> CloudMaskModel:
+        return replace(self, dn_offset=dn_offset)
+
+    def scores(self, batch: np.ndarray, *, inside: np.ndarray | None = None) -> np.ndarray:
+        """(N, 10, H, W) digital numbers -> (N, 3, H, W): clear and cloud (the mask as 0/1
+        scores), then the cloud probability. `inside` (N, H, W) is False beyond the scene."""
+        import cv2
+
+        n, b, h, w = batch.shape
+        if b != len(MODEL_BANDS):
+            raise ModelError(f"s2cloudless reads {len(MODEL_BANDS)} bands, got {b}")
+        features = np.moveaxis(reflectance(batch, dn_offset=self.dn_offset), 1, -1)
+        probability = classify(self._booster(), features.reshape(-1, b)).reshape(n, h, w)
+        out = np.empty((n, 3, h, w), dtype=np.float32)
+        for i in range(n):  # one call per window, as the reference makes one per image
+            prob = probability[i]
+            if self.average_over:
+                kernel = disk(self.average_over)
+                smooth = cv2.filter2D(
+                    prob, -1, kernel / np.sum(kernel), borderType=cv2.BORDER_REFLECT
+                )
+                mask = (smooth > self.threshold).astype(np.uint8)
+            else:
+                mask = (prob > self.threshold).astype(np.uint8)
+            if inside is not None:
+                mask[~inside[i]] = 0
+            if self.dilation_size:
+                mask = cv2.dilate(mask, disk(self.dilation_size))
+            out[i, 0], out[i, 1], out[i, 2] = 1 - mask, mask, prob
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sha256": self.sha256,
+            "version": self.version,
+            "file": MODEL_FILE,
+            "threshold": self.threshold,
+            "average_over": self.average_over,
+            "dilation_size": self.dilation_size,
+        }
+
+    @classmethod
+    def from_dict(
+        cls, data: Mapping[str, Any], *, lineage: Mapping[str, Any] | None = None
+    ) -> CloudMaskModel:
+        """The artifact's model, refused unless the installed file has its sha256."""
+        try:
+            model = cls(
+                sha256=str(data["sha256"]),
+                version=str(data["version"]),
+                threshold=float(data["threshold"]),
+                average_over=int(data["average_over"]),
+                dilation_size=int(data["dilation_size"]),
+                lineage=dict(lineage or {}),
+            )
+        except KeyError as exc:
+            raise ModelError(f"s2cloudless parameters lack {exc.args[0]!r}") from None
+        model._booster()
+        return model
+
+    @classmethod
+    def installed(
+        cls, *, threshold: float = 0.4, average_over: int = 1, dilation_size: int = 1
+    ) -> CloudMaskModel:
+        """The model the installed s2cloudless ships, with these parameters."""
+        path = model_file()
+        model = cls(
+            sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+            version=importlib.metadata.version("s2cloudless"),
+            threshold=threshold,
+            average_over=average_over,
+            dilation_size=dilation_size,
+        )
+        model._booster()
+        return model
+
+    def _booster(self) -> Classifier:
+        return load_classifier(self.sha256)
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        return ("CloudMaskModel", *self.to_dict().values(), self.dn_offset)
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """A LightGBM booster and the sorted split thresholds of each feature."""
+
+    booster: Any  # lightgbm.Booster
+    thresholds: tuple[np.ndarray, ...]
+
+
+_CLASSIFIERS: dict[str, Classifier] = {}
+_LOCK = threading.Lock()
+
+
+def load_classifier(sha256: str) -> Classifier:
+    """The installed model file as a booster, once per process, refused unless it has
+    the recorded sha256 (a changed file would silently give other masks)."""
+    with _LOCK:
+        if sha256 in _CLASSIFIERS:
+            return _CLASSIFIERS[sha256]
+        path = model_file()
+        text = path.read_bytes()
+        if hashlib.sha256(text).hexdigest() != sha256:
+            raise ModelError(
+                f"{path}: s2cloudless's model file does not match its checksum "
+                f"{sha256[:12]}; it was modified or another version is installed"
+            )
+        try:
+            import lightgbm
+        except ImportError:
+            raise ModelError(f"lightgbm is not installed; {EXTRA}") from None
+        booster = lightgbm.Booster(model_str=text.decode())
+        found = Classifier(booster, split_thresholds(text.decode(), booster.num_feature()))
+        _CLASSIFIERS[sha256] = found
+        return found
+
+
+def split_thresholds(model_text: str, features: int) -> tuple[np.ndarray, ...]:
+    """Each feature's split thresholds, sorted, from a LightGBM model file.
+
+    Only plain numerical splits (`value <= threshold`, no missing-value rule) are
+    accepted: with them, the bin of a value among its feature's thresholds decides
+    every split it meets.
+    """
+    found: list[list[float]] = [[] for _ in range(features)]
+    split: list[str] = []
+    for line in model_text.splitlines():
+        key, _, value = line.partition("=")
+        if key == "split_feature":
+            split = value.split()
+        elif key == "decision_type" and set(value.split()) - {"2"}:
+            raise ModelError("the s2cloudless model has splits other than numerical <=")
+        elif key == "threshold":
+            for f, t in zip(split, value.split(), strict=True):
+                found[int(f)].append(float(t))
+    return tuple(np.unique(np.asarray(t, dtype=np.float64)) for t in found)
+
+
+def threshold_codes(features: np.ndarray, thresholds: tuple[np.ndarray, ...]) -> np.ndarray:
+    """(P, F) features -> (P, F) uint16: how many of each feature's thresholds lie below
+    the value. Pixels with equal codes go the same way at every split of every tree."""
+    codes = np.empty(features.shape, dtype=np.uint16)
+    for f, t in enumerate(thresholds):
+        codes[:, f] = np.searchsorted(t, features[:, f].astype(np.float64), side="left")
+    return codes
+
+
+def classify(classifier: Classifier, features: np.ndarray) -> np.ndarray:
+    """(P, F) float32 reflectances -> (P,) float32 cloud probabilities, LightGBM's own,
+    computed once per distinct threshold code."""
+    features = np.ascontiguousarray(features)
+    if np.isnan(features).any():
+        raise ModelError("s2cloudless got NaN reflectances")
+    codes = threshold_codes(features, classifier.thresholds)
+    keys = np.ascontiguousarray(codes).view(np.dtype((np.void, codes.shape[1] * 2))).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    proba = classifier.booster.predict(features[first], num_threads=1)
+    return np.asarray(proba, dtype=np.float64)[inverse.ravel()].astype(np.float32)
