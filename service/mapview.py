@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 from litestar import MediaType, Request, Response, get
 from litestar.exceptions import NotFoundException
-from litestar.params import Parameter
+from litestar.params import FromPath, Parameter
 
 from service.auth import PUBLIC
 from service.paths import MAX_PATH_CHARS
@@ -163,8 +163,8 @@ def map_routes(runtime: Any) -> list[Any]:
         return _answer(assets["index.html"], request)
 
     @get(f"{STATIC_PATH}/{{name:path}}", include_in_schema=False, opt={PUBLIC: True})
-    async def map_static(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
-        key = name.lstrip("/")
+    async def map_static(request: Request[Any, Any, Any], name: FromPath[Path]) -> Response[bytes]:
+        key = str(name).lstrip("/")
         asset = None if key == "index.html" else assets.get(key)
         if asset is None:
             raise NotFoundException("no such file of the map page")
