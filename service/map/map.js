@@ -227,7 +227,13 @@
     legend.replaceChildren();
     for (const { run, layer, tl } of state.runLayers) {
       if (!map.hasLayer(tl)) continue;
-      const entries = layer.legend || run.legend || run.classes || [];
+      let entries = layer.legend || run.legend || run.classes || [];
+      if (!entries.length && layer.range && layer.colors) {
+        // a continuous layer: its ramp's colours at even steps of its range
+        const [low, high] = layer.range;
+        const n = layer.colors.length - 1;
+        entries = layer.colors.map((color, i) => ({ color, value: +(low + ((high - low) * i) / n).toPrecision(3), name: "" }));
+      }
       if (!entries.length) continue;
       const h = document.createElement("h2");
       h.textContent = `${run.name}: ${layer.name}`;
