@@ -44,6 +44,7 @@ import numpy as np
 from affine import Affine
 from litestar import Request, Response, get
 from litestar.enums import MediaType
+from litestar.params import FromPath
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.warp import reproject, transform_bounds
@@ -626,7 +627,7 @@ def tile_routes(tiles: Tiles) -> list[Any]:
         summary="A scene as web-mercator tiles (.../{z}/{x}/{y}.png) and its TileJSON",
         media_type=PNG,
     )
-    async def scene_tiles(request: Request[Any, Any, Any], rest: Path) -> Response[Any]:
+    async def scene_tiles(request: Request[Any, Any, Any], rest: FromPath[Path]) -> Response[Any]:
         parts, tile = parse_tile(_parts(rest))
         name = "/".join(parts)
         query = parse_scene_query(dict(request.query_params.dict()))
@@ -645,7 +646,7 @@ def tile_routes(tiles: Tiles) -> list[Any]:
         "and its TileJSON",
         media_type=PNG,
     )
-    async def run_tiles(request: Request[Any, Any, Any], rest: Path) -> Response[Any]:
+    async def run_tiles(request: Request[Any, Any, Any], rest: FromPath[Path]) -> Response[Any]:
         parts, tile = parse_tile(_parts(rest))
         if len(parts) < 2:
             raise TileRequestError("path: a run's tile is /tiles/runs/{run}/{layer}/...")

@@ -102,8 +102,11 @@ def tiles_covering(bounds: Bounds, z: int) -> Iterator[Tile]:
     se = tile_of(bounds.east, bounds.south, z)
     # a bound exactly on a tile edge belongs to the tile before it, not the next one
     size = 2 * ORIGIN / (1 << z)
-    east_col = se.x - 1 if se.x > nw.x and (bounds.east + ORIGIN) % size == 0 else se.x
-    south_row = se.y - 1 if se.y > nw.y and (ORIGIN - bounds.south) % size == 0 else se.y
+    east_col, south_row = se.x, se.y
+    if se.x > nw.x and (bounds.east + ORIGIN) / size == se.x:
+        east_col -= 1
+    if se.y > nw.y and (ORIGIN - bounds.south) / size == se.y:
+        south_row -= 1
     for row in range(nw.y, south_row + 1):
         for col in range(nw.x, east_col + 1):
             yield Tile(z, col, row)
@@ -124,4 +127,4 @@ def min_zoom(bounds: Bounds) -> int:
     extent = max(bounds.east - bounds.west, bounds.north - bounds.south)
     if not (math.isfinite(extent) and extent > 0):
         return 0
-    return max(0, min(MAX_ZOOM, math.floor(math.log2(2 * ORIGIN / extent))))
+    return max(0, min(MAX_ZOOM, math.floor(math.log2(2 * ORIGIN / extent) + 1e-9)))
