@@ -182,16 +182,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--registry", type=Path, required=True, help="model registry directory")
     s.set_defaults(func=cmd_models_list)
     s = _command(
-        models, "import", help="check an ONNX model against its STAC MLM metadata and register it"
+        models,
+        "import",
+        help="register an ONNX model checked against its STAC MLM metadata, or the built-in "
+        "s2cloudless cloud detector",
     )
-    s.add_argument("model", type=Path, help="the ONNX model file (.onnx)")
+    s.add_argument("model", help="the ONNX model file (.onnx), or the word s2cloudless")
     s.add_argument(
-        "--metadata",
-        type=Path,
-        required=True,
-        help="STAC MLM metadata: a STAC item JSON or its properties",
+        "--metadata", type=Path, help="an ONNX model's STAC MLM metadata: an item or its properties"
     )
     s.add_argument("--registry", type=Path, required=True, help="model registry directory")
+    s.add_argument("--threshold", type=float, help="s2cloudless: cloud probability threshold (0.4)")
+    s.add_argument(
+        "--average-over", type=int, help="s2cloudless: radius of the averaging disk, px (1)"
+    )
+    s.add_argument("--dilation-size", type=int, help="s2cloudless: radius of the dilation, px (1)")
     s.set_defaults(func=cmd_models_import)
 
     s = _command(sub, "serve", help="serve single-tile predictions over HTTP")
@@ -469,6 +474,10 @@ def _prediction_lines(result: Any, p: Any, config: Any) -> list[str]:
             f"{c.name} {_pct(None if c.share is None else 100 * c.share)}" for c in classes
         )
         lines.append(f"  share  {shares} of the valid pixels in ok tiles")
+    cover = result.pixel_cover()
+    if cover:
+        shares = ", ".join(f"{name} {_pct(100 * share)}" for name, share in cover.items())
+        lines.append(f"  cover  {shares} of all the scene's valid pixels")
     return lines
 
 
@@ -553,7 +562,30 @@ def cmd_models_import(args: argparse.Namespace) -> None:
     from satdask.io.registry import ModelRegistry
     from satdask.models.onnx import OnnxModel
 
-    artifact = ModelRegistry(args.registry).import_onnx(args.model, metadata_path=args.metadata)
+    registry = ModelRegistry(args.registry)
+    params = {
+        "threshold": args.threshold,
+        "average_over": args.average_over,
+        "dilation_size": args.dilation_size,
+    }
+    given = {k: v for k, v in params.items() if v is not None}
+    if args.model == "s2cloudless":
+        if args.metadata is not None:
+            raise SatdaskError("--metadata applies to ONNX models; s2cloudless has its own")
+        cloud = registry.import_s2cloudless(**given)
+        p = cloud.model.to_dict()
+        print(
+            f"model {cloud.id} imported: s2cloudless {p['version']}, threshold {p['threshold']}, "
+            f"average_over {p['average_over']}, dilation_size {p['dilation_size']}, "
+            f"sha256 {p['sha256'][:12]}"
+        )
+        return
+    if given:
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise SatdaskError(f"{flags} apply to s2cloudless only, not to {args.model}")
+    if args.metadata is None:
+        raise SatdaskError(f"{args.model}: an ONNX model needs --metadata (its STAC MLM JSON)")
+    artifact = registry.import_onnx(Path(args.model), metadata_path=args.metadata)
     model = artifact.model
     assert isinstance(model, OnnxModel)
     k = len(model.classes)

@@ -51,7 +51,7 @@ import satdask
 from satdask.core.features import STATUS_NAMES
 from satdask.core.grid import TileGrid, Window, size_text
 from satdask.core.inference import infer_block
-from satdask.core.windows import WindowLayout, check_padding
+from satdask.core.windows import WindowLayout
 from satdask.io._gdal import gdal_message
 from satdask.io.geotiff import read_retries
 from satdask.io.halo import PixelBlock
@@ -309,7 +309,7 @@ class Runtime:
         if row >= grid.rows or col >= grid.cols:
             raise self.outside_grid(opened, row, col)
         window = grid.window(row, col)
-        padding = check_padding(request.padding or "reflect")
+        padding = tiles.padding(request.padding)
         with self.reading(opened, row, col):
             block = tiles.classify(opened, window, layout=layout, padding=padding)
         return self.pixel_answer(
@@ -358,6 +358,7 @@ class Runtime:
             col=col,
             counts=found.counts,
             nodata=found.nodata,
+            fractions=found.fractions(),
             prediction=found.prediction,
             width=window.width,
             height=window.height,
@@ -435,7 +436,7 @@ class Runtime:
             )
         layout = tiles.layout(opened, tile_size=tile_size)
         self.scenes.check_whole(opened)
-        padding = check_padding(request.padding or "reflect")
+        padding = tiles.padding(request.padding)
         window = Window(0, 0, opened.width, opened.height)
         with self.reading(opened, 0, 0):
             block = tiles.classify(opened, window, layout=layout, padding=padding)

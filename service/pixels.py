@@ -21,13 +21,18 @@ import numpy as np
 
 from satdask.core.grid import Window
 from satdask.core.pixels import ClassTable, class_counts, class_flags, model_layout
-from satdask.core.windows import Padding, WindowLayout
+from satdask.core.windows import Padding, WindowLayout, check_padding
 from satdask.io.halo import PixelBlock, pixel_block
 from satdask.io.registry import ModelArtifact
+from satdask.io.s2_inputs import cloud_source
+from satdask.io.source import PixelSource
 from satdask.models.base import PixelModel, describe_inputs
 from satdask.models.onnx import OnnxModel
+from satdask.models.s2cloudless import CloudMaskModel
 from service.images import palette
 from service.scenes import ModelMismatchError, OpenScene
+
+_READERS = 64  # scenes whose s2cloudless source is kept
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,11 @@ class TileSummary:
     counts: dict[str, int]  # pixels per class name; {} for a window classifier
     nodata: int  # pixels with no class (no data, or masked)
     prediction: int  # majority (or window) class, -1 none
+
+    def fractions(self) -> dict[str, float | None]:
+        """Each class's share of the pixels with a class (None when none has one)."""
+        total = sum(self.counts.values())
+        return {name: n / total if total else None for name, n in self.counts.items()}
 
 
 class PixelTiles:
@@ -51,6 +61,7 @@ class PixelTiles:
         self.table = ClassTable.of(model.classes)
         self.colours = palette(self.table, model.classes)
         self._layouts: dict[int, WindowLayout] = {}
+        self._readers: dict[tuple[str, tuple[int, ...]], tuple[PixelSource, PixelModel]] = {}
 
     @classmethod
     def load(cls, artifact: ModelArtifact) -> PixelTiles:
@@ -79,7 +90,9 @@ class PixelTiles:
         batch). A window classifier's tiles are its windows less the halo.
         """
         name = self.artifact.id
-        if self.model.bands not in (None, opened.bands):
+        if isinstance(self.model, CloudMaskModel):
+            self.reader(opened)  # refuses a scene without the bands it needs, naming them
+        elif self.model.bands not in (None, opened.bands):
             raise ModelMismatchError(
                 f"{opened.path}: model {name} reads {describe_inputs(self.model.bands)}, the "
                 f"scene has {describe_inputs(opened.bands)}; serve a model made for such scenes"
@@ -96,6 +109,29 @@ class PixelTiles:
             )
         return layout
 
+    def reader(self, opened: OpenScene) -> tuple[PixelSource, PixelModel]:
+        """The source and model a scene is classified with: s2cloudless reads its ten bands
+        by name and is bound to the scene's offset, as a batch run does."""
+        if not isinstance(self.model, CloudMaskModel):
+            return opened.source, self.model
+        key = (opened.path, opened.stamp)
+        if key not in self._readers:
+            if len(self._readers) >= _READERS:
+                self._readers.clear()
+            self._readers[key] = cloud_source(opened.source, self.model)
+        return self._readers[key]
+
+    def padding(self, asked: str | None) -> Padding:
+        """The padding asked for; a model with a padding of its own (s2cloudless's, its
+        reference's) refuses another."""
+        own = getattr(self.model, "padding", None)
+        if own is not None and asked not in (None, own):
+            raise ModelMismatchError(
+                f"padding {asked!r} cannot apply to model {self.artifact.id}, a "
+                f"{self.model.kind} model, which pads {own} as its reference does"
+            )
+        return check_padding(asked or own or "reflect")
+
     def classify(
         self, opened: OpenScene, window: Window, *, layout: WindowLayout, padding: Padding
     ) -> PixelBlock:
@@ -103,10 +139,11 @@ class PixelTiles:
 
         Raises rasterio's errors for bytes that cannot be decoded, as a read does.
         """
+        source, model = self.reader(opened)
         return pixel_block(
-            opened.source,
+            source,
             window,
-            model=self.model,
+            model=model,
             layout=layout,
             table=self.table,
             height=opened.height,

@@ -145,6 +145,14 @@ class PixelTileResponse(msgspec.Struct):
     nodata: Annotated[
         int, msgspec.Meta(description="pixels of the tile with no class: nodata or masked")
     ]
+    fractions: Annotated[
+        dict[str, float | None],
+        msgspec.Meta(
+            description="each class's share of the tile's pixels with a class (s2cloudless: "
+            "`cloud` is the tile's cloud fraction); null when none has one; empty for a window "
+            "classifier"
+        ),
+    ]
     prediction: Annotated[
         int,
         msgspec.Meta(

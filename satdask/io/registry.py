@@ -29,6 +29,7 @@ from satdask.io.lineage import canonical_sha256, file_sha256
 from satdask.models.base import Model, TileModel
 from satdask.models.kinds import model_from_dict
 from satdask.models.onnx import OnnxModel
+from satdask.models.s2cloudless import CloudMaskModel
 
 SCHEMA_VERSION = 1
 LATEST = "latest"
@@ -60,7 +61,7 @@ class ModelArtifact:
         """The run record's `model`: the artifact's sha256 covers its parameters; an
         ONNX model's own file is named by `file_sha256` too, as `models import` printed it."""
         info: dict[str, Any] = {"id": self.id, "sha256": self.sha256, "uri": self.uri}
-        if isinstance(self.model, OnnxModel):
+        if isinstance(self.model, OnnxModel | CloudMaskModel):
             info["file_sha256"] = self.model.sha256
         return info
 
@@ -160,6 +161,29 @@ class ModelRegistry:
             "source": {"model": model_file.name, "metadata": metadata_file.name},
         }
         return self._write(model.kind, {**model.to_dict(), "file": blob}, lineage)
+
+    def import_s2cloudless(
+        self, *, threshold: float = 0.4, average_over: int = 1, dilation_size: int = 1
+    ) -> ModelArtifact:
+        """Register the cloud detector the installed s2cloudless ships, with its parameters.
+
+        Its LightGBM file stays in the s2cloudless package (CC BY-SA 4.0); the artifact
+        holds the file's sha256, which every load checks, and the package's version.
+        """
+        model = CloudMaskModel.installed(
+            threshold=threshold, average_over=average_over, dilation_size=dilation_size
+        )
+        self.check_writable()
+        self._create()
+        lineage = {
+            "source": {
+                "package": "s2cloudless",
+                "version": model.version,
+                "file": model.to_dict()["model_file"],
+                "license": "CC BY-SA 4.0",
+            }
+        }
+        return self._write(model.kind, model.to_dict(), lineage)
 
     def _create(self) -> None:
         try:

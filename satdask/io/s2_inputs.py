@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from satdask.errors import ModelError, SceneError
+from satdask.io.geotiff import RasterSource
+from satdask.io.open import open_source
+from satdask.io.source import PixelSource
 from satdask.io.stac import band_names, is_item, load_item, raster_assets
-from satdask.models.s2cloudless import MODEL_BANDS, S2_BANDS
+from satdask.models.s2cloudless import MODEL_BANDS, S2_BANDS, CloudMaskModel
 
 # ESA's RADIO_ADD_OFFSET of L1C products from processing baseline 04.00.
 BASELINE_OFFSET = -1000
@@ -137,3 +140,14 @@ def _missing(bands: Sequence[str]) -> str:
 
 def _list(names: Iterable[str]) -> str:
     return ", ".join(n or "(unnamed)" for n in names)
+
+
+def cloud_source(source: PixelSource, model: CloudMaskModel) -> tuple[PixelSource, CloudMaskModel]:
+    """`source` reading the ten bands s2cloudless takes, and the model bound to its offset:
+    what the service needs for a scene it opened with every band."""
+    inputs = s2_inputs(source.uri)
+    if isinstance(source, RasterSource):
+        chosen: PixelSource = replace(source, bands=tuple(int(b) for b in inputs.bands))
+    else:
+        chosen = open_source(source.uri, bands=inputs.bands).source
+    return chosen, model.for_scene(dn_offset=inputs.dn_offset)

@@ -157,7 +157,7 @@ class CloudMaskModel:
         return {
             "sha256": self.sha256,
             "version": self.version,
-            "file": MODEL_FILE,
+            "model_file": MODEL_FILE,
             "threshold": self.threshold,
             "average_over": self.average_over,
             "dilation_size": self.dilation_size,

@@ -111,6 +111,24 @@ class RunResult:
             )
         )
 
+    def pixel_cover(self) -> dict[str, float] | None:
+        """Each class's share of all the scene's valid pixels (those in no tile too),
+        counted over `pixels/prediction` a row of chunks at a time; None for a run with
+        no pixels (s2cloudless's cloud cover is the share of `cloud`)."""
+        classes = self.classes()
+        root = zarr.open_group(os.fspath(self.path), mode="r")
+        pixels = root[store.PIXELS] if classes and store.PIXELS in root else None
+        if not isinstance(pixels, zarr.Group):
+            return None
+        array = _array(pixels, "prediction")
+        counts = np.zeros(int(np.iinfo(array.dtype).max) + 1, dtype=np.int64)
+        step = array.chunks[0]
+        for row in range(0, array.shape[0], step):
+            values = np.asarray(array[row : row + step]).ravel()
+            counts += np.bincount(values, minlength=counts.size)
+        total = sum(int(counts[c.value]) for c in classes)
+        return {c.name: int(counts[c.value]) / total for c in classes} if total else {}
+
     def __repr__(self) -> str:
         """One line: which run, where, what became of its tiles, and its health."""
         c = self.counts
