@@ -1,6 +1,7 @@
 """HTTP API benchmark: `POST /infer` by scene, row and col, against a real server on loopback.
 
     python benchmarks/api.py [--seconds 8] [--workers 1] [--concurrency 1 32] [--size 4096]
+    python benchmarks/api.py --map-tiles [--repeat 3] [--seconds 8] [--size 4096]
 
 It prepares once, in `benchmarks/.cache/api/` (git-ignored, reused on later runs): a
 `--size` x `--size` x 4 uint16 DEFLATE COG (`satdask.io.sample.write_sample`), a model
@@ -23,6 +24,13 @@ into a registry of its own, each tile answered per pixel (`--accept` picks JSON 
 random tiles are computed in this process, one thread, with the service's block function
 (`satdask.io.halo.pixel_block`: the read with its halo and the model), to give the CPU a
 tile costs without HTTP, and the server's CPU per request as a multiple of it.
+
+With `--map-tiles` the server serves map tiles (`GET /tiles/...`) with that network
+loaded and a runs root holding its run over the scene (`satdask.run_batch`, made once):
+for scene tiles and prediction tiles, the p50 per tile at c=1 when each tile is asked
+for the first time (cold: drawn) and again (cached: the tile LRU), req/s at c=32 over
+cached tiles and over cold ones one zoom out; then the p50 of `POST /infer` at c=1,
+which the cold prediction tile is compared with. Each of `--repeat` servers is fresh.
 
 Figures only, no assertion: the load generator shares the machine's cores with the
 server, as wrk did for the figures in the issue. Everything runs on loopback and
@@ -390,6 +398,139 @@ def measure(
     return lines
 
 
+# ---------------------------------------------------------------------------
+# Map tiles (--map-tiles): GET /tiles/... of the scene and of a pixel run's prediction
+# ---------------------------------------------------------------------------
+
+
+def prepare_run(cache: Path, scene: Path, registry: Path) -> Path:
+    """A runs root holding the pixel model's run over `scene` (made once)."""
+    runs = cache / "runs"
+    store = runs / f"{scene.stem}.zarr"
+    if not store.exists():
+        import satdask
+        from satdask import ModelRegistry
+
+        print(f"running the segmentation network over {scene.name} ...", flush=True)
+        runs.mkdir(parents=True, exist_ok=True)
+        model = ModelRegistry(registry).load()
+        satdask.run_batch(scene, model, store, scheduler="threads")
+    return runs
+
+
+def get_bytes(path: str, headers: dict[str, str] | None = None) -> bytes:
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n".encode()
+
+
+def tile_paths(port: int, base: str, *, zoom_offset: int = 0) -> tuple[int, list[str]]:
+    """(zoom, every tile path over the layer at its native zoom + `zoom_offset`), from
+    its TileJSON."""
+    import urllib.request
+
+    from satdask.core import mercator
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{base}/tilejson.json") as answer:
+        doc = json.load(answer)
+    west, south, east, north = doc["bounds"]
+    box = mercator.Bounds(*mercator.to_mercator(west, south), *mercator.to_mercator(east, north))
+    z = doc["maxzoom"] + zoom_offset
+    return z, [f"{base}/{t.z}/{t.x}/{t.y}.png" for t in mercator.tiles_covering(box, z)]
+
+
+def measure_tiles(port: int, size: int, seconds: float) -> dict[str, float]:
+    """One server's figures: p50 per tile at c=1 cold (each tile once) and cached (again),
+    req/s at c=32 over cached tiles and over cold ones (one zoom out), for scene and
+    prediction tiles; and p50 of POST /infer at c=1 over random tiles."""
+    from service.loadgen import run_load
+
+    scene = scene_name(size)
+    out: dict[str, float] = {}
+    for kind, base in (
+        ("scene", f"/tiles/scenes/{scene}"),
+        ("prediction", f"/tiles/runs/{Path(scene).stem}/prediction"),
+    ):
+        z, paths = tile_paths(port, base)
+        requests = [get_bytes(p) for p in paths]
+        cold = asyncio.run(run_load(port, requests, concurrency=1))
+        cached = asyncio.run(run_load(port, requests, concurrency=1))
+        rng = random.Random(0)
+        stream = (requests[rng.randrange(len(requests))] for _ in itertools.count())
+        busy = asyncio.run(run_load(port, stream, concurrency=32, seconds=seconds))
+        _, outer = tile_paths(port, base, zoom_offset=-1)
+        cold32 = asyncio.run(run_load(port, [get_bytes(p) for p in outer], concurrency=32))
+        for result in (cold, cached, busy, cold32):
+            bad = [s for s in result.statuses if s != 200]
+            if bad or result.errors:
+                raise SystemExit(f"{kind} tiles: {len(bad)} answers not 200, {result.errors[:1]}")
+        out[f"{kind} cold p50"] = percentile(cold.latencies, 50) * 1e3
+        out[f"{kind} cached p50"] = percentile(cached.latencies, 50) * 1e3
+        out[f"{kind} c=32 cached req/s"] = len(busy.latencies) / busy.elapsed
+        out[f"{kind} c=32 cold req/s"] = len(cold32.latencies) / cold32.elapsed
+        print(
+            f"  {kind:<10} z={z} {len(paths)} tiles: "
+            f"c=1 cold p50 {out[f'{kind} cold p50']:.2f} ms, "
+            f"cached p50 {out[f'{kind} cached p50']:.2f} ms; c=32 cached "
+            f"{out[f'{kind} c=32 cached req/s']:.0f} req/s, cold (z={z - 1}, {len(outer)} tiles) "
+            f"{out[f'{kind} c=32 cold req/s']:.0f} req/s",
+            flush=True,
+        )
+    latencies, errors, _ = asyncio.run(load(port, size, 1, seconds))
+    if errors:
+        raise SystemExit(f"/infer: {errors[0]}")
+    out["infer p50"] = percentile(latencies, 50) * 1e3
+    ratio = out["prediction cold p50"] / out["infer p50"]
+    print(
+        f"  POST /infer c=1 p50 {out['infer p50']:.2f} ms (the pixel model's tile, JSON); "
+        f"cold prediction tile = {ratio:.2f} x",
+        flush=True,
+    )
+    return out
+
+
+def map_tiles(args: argparse.Namespace, env: dict[str, str]) -> int:
+    """`--map-tiles`: `--repeat` fresh servers (so cold tiles are cold), figures of each,
+    then their median and range."""
+    data, _, _ = prepare(CACHE, args.size, baseline=False)
+    registry = prepare_pixel(CACHE)
+    runs = prepare_run(CACHE, data / scene_name(args.size), registry)
+    print(
+        f"GET /tiles: 256 px web-mercator PNGs of a {args.size} x {args.size} x {BANDS} uint16 "
+        f"DEFLATE COG (10 m, EPSG:32633) and of the segmentation network's run over it; "
+        f"{args.seconds:g} s per c=32 run, {os.cpu_count()} cores, load generator on the "
+        "same machine",
+        flush=True,
+    )
+    figures: list[dict[str, float]] = []
+    for i in range(args.repeat):
+        port = free_port()
+        cmd = [
+            *(sys.executable, "-m", "satdask.cli", "serve", "--data-root", str(data)),
+            *("--model", str(registry), "--runs-root", str(runs), "--port", str(port)),
+        ]
+        server = start(cmd, port, env)
+        print(f"run {i + 1} of {args.repeat}:", flush=True)
+        try:
+            figures.append(measure_tiles(port, args.size, args.seconds))
+        finally:
+            stop(server)
+    print(f"median (min-max) over {len(figures)} servers:")
+    for key in figures[0]:
+        values = sorted(f[key] for f in figures)
+        unit = "req/s" if "req/s" in key else "ms"
+        key_text = key.replace(" req/s", "")
+        print(
+            f"  {key_text:<28} {values[len(values) // 2]:8.2f} {unit} "
+            f"({values[0]:.2f}-{values[-1]:.2f})"
+        )
+    ratios = sorted(f["prediction cold p50"] / f["infer p50"] for f in figures)
+    print(
+        f"  cold prediction tile / POST /infer: {ratios[len(ratios) // 2]:.2f} x "
+        f"({ratios[0]:.2f}-{ratios[-1]:.2f})"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--seconds", type=float, default=8.0, help="measured time per run")
@@ -416,6 +557,12 @@ def main(argv: list[str] | None = None) -> int:
         default=300,
         help="--pixel: tiles computed in process after the warm-up",
     )
+    p.add_argument(
+        "--map-tiles",
+        action="store_true",
+        help="GET /tiles/... of the scene and of the pixel model's run (no baseline)",
+    )
+    p.add_argument("--repeat", type=int, default=3, help="--map-tiles: fresh servers measured")
     p.add_argument("--baseline-server", nargs=3, metavar=("TILES", "REGISTRY", "PORT"),
                    help=argparse.SUPPRESS)  # fmt: skip
     args = p.parse_args(argv)
@@ -430,6 +577,9 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:
         pass
+    if args.map_tiles:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SATDASK_", "GDAL_"))}
+        return map_tiles(args, env)
     baseline = not (args.skip_baseline or args.pixel)
     if args.pixel:  # this process reads as the server does: its GDAL settings and cache
         from service.gdal import export_gdal_env
