@@ -23,10 +23,12 @@ from typing import Annotated, Any
 
 from litestar import MediaType, Request, Response, get
 from litestar.exceptions import NotFoundException
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, Parameter
 
 from service.auth import PUBLIC
 from service.paths import MAX_PATH_CHARS
+from service.schemas import ErrorBody
 
 MAP_PATH = "/map"
 STATIC_PATH = "/map/static"
@@ -41,6 +43,14 @@ CSP = (
 _MEDIA = {".html": MediaType.HTML, ".js": "text/javascript", ".css": "text/css"}
 _MEDIA_IMAGE = {".png": "image/png", ".svg": "image/svg+xml"}
 _PAGE_FILES = ("index.html", "map.js", "map.css")
+_LOCATE_ERRORS = {
+    400: "A missing or invalid query parameter.",
+    401: "Missing or invalid API key.",
+    404: "No such scene under the data root (or one that may not be read).",
+    414: "Request line over SATDASK_MAX_REQUEST_LINE bytes (refused before routing).",
+    422: "The file is not a readable raster.",
+    502: "The remote data root did not answer (network, credentials or a server error).",
+}
 
 
 @dataclass(frozen=True)
@@ -176,6 +186,10 @@ def map_routes(runtime: Any) -> list[Any]:
         description="The row and col of the service's tile grid (its tile size and edge "
         "policy) under a WGS84 point, for `POST /infer`, and the tile's corners as "
         "[lat, lon]; row, col and corners are null outside the scene's tiles.",
+        responses={
+            code: ResponseSpec(data_container=ErrorBody, description=text)
+            for code, text in _LOCATE_ERRORS.items()
+        },
     )
     async def locate(
         scene: Annotated[
