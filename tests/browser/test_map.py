@@ -80,7 +80,7 @@ def map_url(run: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
         url = line.split(" at ", 1)[1].strip()
         base = url.split("/map", 1)[0]
         deadline = time.monotonic() + 60
-        while httpx.get(f"{base}/ready").status_code != 200:
+        while not _ready(base):  # the socket listens at once; the app loads the model first
             assert proc.poll() is None, f"satdask view exited:\n{log.read_text()}"
             assert time.monotonic() < deadline, f"not ready in 60 s:\n{log.read_text()}"
             time.sleep(0.2)
@@ -89,6 +89,13 @@ def map_url(run: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
         stop_process(proc)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def _ready(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/ready", timeout=30).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def _browser() -> Path:
