@@ -11,7 +11,9 @@ import glob
 import math
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -148,6 +150,91 @@ def _capped_cache(current: object) -> dict[str, int]:
     return {} if current_bytes <= _CACHE_BYTES else {"GDAL_CACHEMAX": _CACHE_BYTES}
 
 
+def _gdal_env() -> Any:
+    """A GDAL environment with the block cache capped (see _CACHE_BYTES)."""
+    import rasterio
+    from rasterio.env import get_gdal_config
+
+    return rasterio.Env(**_capped_cache(get_gdal_config("GDAL_CACHEMAX")))
+
+
+def _scratch_profile(
+    *, width: int, height: int, count: int, dtype: np.dtype, tile_size: int
+) -> dict[str, Any]:
+    """The scratch GTiff a sample is generated into, georeferenced like every sample.
+
+    Tiled like the COG, band-sequential so one window of all bands is one contiguous
+    write; cheap ZSTD keeps the scratch file small on disk.
+    """
+    from affine import Affine
+
+    # Built directly: rasterio's from_origin multiplies Affines, which affine 3.x deprecates.
+    west, north = SAMPLE_ORIGIN
+    transform = Affine(SAMPLE_PIXEL_SIZE, 0.0, west, 0.0, -SAMPLE_PIXEL_SIZE, north)
+    big = width * height * count * dtype.itemsize > _GTIFF_MAX_CLASSIC
+    return {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": count,
+        "dtype": dtype.name,
+        "crs": SAMPLE_CRS,
+        "transform": transform,
+        "nodata": SAMPLE_NODATA,
+        "tiled": True,
+        "blockxsize": tile_size,
+        "blockysize": tile_size,
+        "interleave": "band",
+        "compress": "zstd",
+        "zstd_level": 1,
+        "bigtiff": "YES" if big else "NO",
+    }
+
+
+@contextlib.contextmanager
+def _staged_cog(final: Path, *, tile_size: int) -> Iterator[Path]:
+    """A scratch path to fill; once filled, it becomes a COG moved into place at `final`.
+
+    Scratch and partial files sit beside `final` and go whatever happens, so a crash
+    never leaves a file that looks finished.
+    """
+    import rasterio.shutil
+    from rasterio.errors import RasterioError
+
+    parent = final.parent
+    token = uuid.uuid4().hex
+    scratch = parent / f".{final.name}.scratch-{token}.tif"
+    partial = parent / f".{final.name}.partial-{token}.tif"
+    try:
+        yield scratch
+        # The COG driver builds the overviews and lays out header, overviews and full
+        # resolution tiles in a fixed order; TIFFTAG_* metadata is carried over as tags.
+        rasterio.shutil.copy(
+            scratch,
+            partial,
+            driver="COG",
+            COMPRESS="DEFLATE",
+            PREDICTOR="YES",
+            BLOCKSIZE=tile_size,
+            OVERVIEWS="AUTO",
+            OVERVIEW_RESAMPLING="AVERAGE",
+            STATISTICS="NO",
+            NUM_THREADS=_COG_THREADS,
+            BIGTIFF="IF_SAFER",
+        )
+        os.replace(partial, final)
+    except (RasterioError, OSError) as exc:
+        raise SatdaskError(f"sample: cannot write {str(final)!r}: {exc}") from exc
+    finally:
+        for leftover in (scratch, partial):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+            # GDAL may keep side-car files (.aux.xml, .ovr) next to temporary datasets.
+            for sidecar in parent.glob(f"{glob.escape(leftover.name)}.*"):
+                with contextlib.suppress(FileNotFoundError):
+                    sidecar.unlink()
+
+
 def write_sample(
     path: str | os.PathLike[str],
     *,
@@ -167,12 +254,6 @@ def write_sample(
     with ``size``; an existing file at ``path`` is replaced only once the new one is
     complete.
     """
-    import rasterio
-    import rasterio.shutil
-    from affine import Affine
-    from rasterio.env import get_gdal_config
-    from rasterio.errors import RasterioError
-
     size = _check_int("size", size, minimum=1)
     bands = _check_int("bands", bands, minimum=1)
     seed = _check_int("seed", seed, minimum=0)
@@ -186,89 +267,41 @@ def write_sample(
     np_dtype = np.dtype(dtype)
 
     final = Path(path)
-    parent = final.parent
-    if not parent.is_dir():
-        raise SatdaskError(f"sample: output directory {str(parent)!r} does not exist")
+    if not final.parent.is_dir():
+        raise SatdaskError(f"sample: output directory {str(final.parent)!r} does not exist")
+
+    import rasterio
 
     collar = _collar_width(size, tile_size)
     grid, spacing = _control_grid(size, tile_size, seed)
     window = tile_size * max(1, _WINDOW_TARGET // tile_size)
-    # Built directly: rasterio's from_origin multiplies Affines, which affine 3.x deprecates.
-    west, north = SAMPLE_ORIGIN
-    transform = Affine(SAMPLE_PIXEL_SIZE, 0.0, west, 0.0, -SAMPLE_PIXEL_SIZE, north)
-    big = size * size * bands * np_dtype.itemsize > _GTIFF_MAX_CLASSIC
-
-    gdal_env = rasterio.Env(**_capped_cache(get_gdal_config("GDAL_CACHEMAX")))
-    token = uuid.uuid4().hex
-    scratch = parent / f".{final.name}.scratch-{token}.tif"
-    partial = parent / f".{final.name}.partial-{token}.tif"
-    with gdal_env:
-        try:
-            # Scratch file: tiled like the COG, band-sequential so one window of all bands
-            # is one contiguous write; cheap ZSTD keeps the scratch file small on disk.
-            profile = {
-                "driver": "GTiff",
-                "width": size,
-                "height": size,
-                "count": bands,
-                "dtype": dtype,
-                "crs": SAMPLE_CRS,
-                "transform": transform,
-                "nodata": SAMPLE_NODATA,
-                "tiled": True,
-                "blockxsize": tile_size,
-                "blockysize": tile_size,
-                "interleave": "band",
-                "compress": "zstd",
-                "zstd_level": 1,
-                "bigtiff": "YES" if big else "NO",
-            }
-            with rasterio.open(scratch, "w", **profile) as dst:
-                dst.update_tags(TIFFTAG_DATETIME=SAMPLE_DATETIME)
-                for wi, row0 in enumerate(range(0, size, window)):
-                    height = min(window, size - row0)
-                    for wj, col0 in enumerate(range(0, size, window)):
-                        width = min(window, size - col0)
-                        data = _sample_window(
-                            row0,
-                            col0,
-                            height,
-                            width,
-                            size=size,
-                            bands=bands,
-                            dtype=np_dtype,
-                            seed=seed,
-                            window_index=(wi, wj),
-                            grid=grid,
-                            spacing=spacing,
-                            collar=collar,
-                        )
-                        dst.write(data, window=((row0, row0 + height), (col0, col0 + width)))
-
-            # The COG driver builds the overviews and lays out header, overviews and full
-            # resolution tiles in a fixed order; TIFFTAG_* metadata is carried over as tags.
-            rasterio.shutil.copy(
-                scratch,
-                partial,
-                driver="COG",
-                COMPRESS="DEFLATE",
-                PREDICTOR="YES",
-                BLOCKSIZE=tile_size,
-                OVERVIEWS="AUTO",
-                OVERVIEW_RESAMPLING="AVERAGE",
-                STATISTICS="NO",
-                NUM_THREADS=_COG_THREADS,
-                BIGTIFF="IF_SAFER",
-            )
-            os.replace(partial, final)
-        except (RasterioError, OSError) as exc:
-            raise SatdaskError(f"sample: cannot write {str(final)!r}: {exc}") from exc
-        finally:
-            for leftover in (scratch, partial):
-                with contextlib.suppress(FileNotFoundError):
-                    leftover.unlink()
-                # GDAL may keep side-car files (.aux.xml, .ovr) next to temporary datasets.
-                for sidecar in parent.glob(f"{glob.escape(leftover.name)}.*"):
-                    with contextlib.suppress(FileNotFoundError):
-                        sidecar.unlink()
+    profile = _scratch_profile(
+        width=size, height=size, count=bands, dtype=np_dtype, tile_size=tile_size
+    )
+    # The scratch dataset closes before _staged_cog copies it into the COG.
+    with (
+        _gdal_env(),
+        _staged_cog(final, tile_size=tile_size) as scratch,
+        rasterio.open(scratch, "w", **profile) as dst,
+    ):
+        dst.update_tags(TIFFTAG_DATETIME=SAMPLE_DATETIME)
+        for wi, row0 in enumerate(range(0, size, window)):
+            height = min(window, size - row0)
+            for wj, col0 in enumerate(range(0, size, window)):
+                width = min(window, size - col0)
+                data = _sample_window(
+                    row0,
+                    col0,
+                    height,
+                    width,
+                    size=size,
+                    bands=bands,
+                    dtype=np_dtype,
+                    seed=seed,
+                    window_index=(wi, wj),
+                    grid=grid,
+                    spacing=spacing,
+                    collar=collar,
+                )
+                dst.write(data, window=((row0, row0 + height), (col0, col0 + width)))
     return final
