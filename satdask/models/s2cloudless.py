@@ -50,7 +50,10 @@ CLASSES = (ModelClass(0, "clear", "#2b83ba"), ModelClass(1, "cloud", "#ff3fa4"))
 
 def model_file() -> Path:
     """The LightGBM file inside the installed s2cloudless package (not imported)."""
-    spec = importlib.util.find_spec("s2cloudless")
+    try:
+        spec = importlib.util.find_spec("s2cloudless")
+    except (ImportError, ValueError):  # an import hook's way of saying it is not there
+        spec = None
     if spec is None or not spec.submodule_search_locations:
         raise ModelError(f"s2cloudless is not installed; {EXTRA}")
     path = Path(next(iter(spec.submodule_search_locations))) / MODEL_FILE
