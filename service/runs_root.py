@@ -14,7 +14,7 @@ replaced by a new run at the same path is opened again.
 
 Layers. A pixel model's run: `prediction` (pixels/prediction, the class values drawn in
 the model's class colours, the fill value clear), `scores` if stored (the winning
-class's score, 0..1 on the ramp) and every other float array (y, x) of `pixels` (such
+class's score on the ramp, over the data's own range: scores may be logits) and every other float array (y, x) of `pixels` (such
 as a cloud probability), on the ramp over its `valid_min`..`valid_max` or 0..1. A tile
 model's run: `prediction`, the root's tile grid, each tile a cell of its class.
 
@@ -95,10 +95,27 @@ class Layer:
     legend: tuple[LegendEntry, ...] = ()
     lut: np.ndarray | None = None  # classes: RGBA by value + offset
     offset: int = 0
-    range: tuple[float, float] = (0.0, 1.0)  # continuous: what the ramp spans
+    range: tuple[float, float] | None = (0.0, 1.0)  # continuous: what the ramp spans; None:
+    # from the data (`value_range`)
     reduce_max: bool = False  # (class, y, x) scores: the winning class's score
     key: tuple[Any, ...] = ()  # identity for the level cache
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def value_range(self) -> tuple[float, float]:
+        """What the ramp spans: the given range, or else (scores, which may be logits or
+        probabilities) the 2nd and 98th percentiles of a read at most 512 px a side."""
+        if self.range is not None:
+            return self.range
+        height, width = self.shape
+        step = step_for(max(height, width) / 512)
+        values = self.read((0, height), (0, width), step)
+        finite = values[np.isfinite(values)].astype(np.float64)
+        found = (0.0, 1.0)
+        if finite.size:
+            low, high = (float(v) for v in np.percentile(finite, [2, 98]))
+            found = (low, high if high > low else low + 1.0)
+        self.range = found
+        return found
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -323,7 +340,7 @@ def open_store(name: str, path: Path, stamp: tuple[int, ...]) -> RunStore:
             elif array_name == "scores" and array.ndim == 3:
                 layers["scores"] = Layer(
                     "scores", "continuous", array, transform, crs,
-                    reduce_max=True, key=(*key, "scores"),
+                    range=None, reduce_max=True, key=(*key, "scores"),
                 )  # fmt: skip
             elif array.ndim == 2 and array.dtype.kind == "f" and array_name not in ("x", "y"):
                 attrs: dict[str, Any] = dict(array.attrs)

@@ -293,6 +293,16 @@ def warp(
     return out
 
 
+def warp_index(
+    shape: tuple[int, int], src_transform: Affine, crs: CRS, tile: mercator.Tile
+) -> np.ndarray:
+    """(256, 256) flat index into a (y, x) source of `shape` of the pixel each tile pixel
+    takes (nearest), -1 where none: one warp of one band, whatever the bands to draw."""
+    index = np.arange(shape[0] * shape[1], dtype=np.int32).reshape(1, *shape)
+    found: np.ndarray = warp(index, src_transform, crs, tile, nodata=-1)[0]
+    return found
+
+
 # ── scenes ──────────────────────────────────────────────────────────────────────────────
 
 
@@ -360,24 +370,24 @@ def scene_rgba(opened: OpenScene, tile: mercator.Tile, query: SceneQuery) -> np.
                 max(1, math.ceil(shape[1] / found.scale)),
             )
         data = src.read(list(bands), window=window, out_shape=(len(bands), *shape))
-        mask = src.dataset_mask(window=window, out_shape=shape)
-        stack = np.empty((len(bands) + 1, *shape), dtype=np.float32)
-        stack[:-1] = data
-        stack[-1] = mask != 0
+        ok = src.dataset_mask(window=window, out_shape=shape) != 0
         if data.dtype.kind == "f":
-            stack[-1] *= np.isfinite(data).all(axis=0)
+            ok &= np.isfinite(data).all(axis=0)
         scale = Affine.scale((c1 - c0) / shape[1], (r1 - r0) / shape[0])
         read_transform = src.transform * Affine.translation(c0, r0) * scale
-        warped = warp(stack, read_transform, src.crs, tile, nodata=0.0)
-        valid = warped[-1] > 0
+        index = warp_index(shape, read_transform, src.crs, tile)
+        landed = index >= 0
+        at = np.where(landed, index, 0)
+        valid = landed & ok.reshape(-1)[at]
         if not valid.any():
             return None
+        picked = data.reshape(len(bands), -1)[:, at]
         ranges = list(query.rescale or ())
         if not ranges:
             ranges = [default_range(src, opened, b) for b in bands]
         if len(ranges) == 1:
             ranges = ranges * len(bands)
-        return bands_rgba(warped[:-1], valid, ranges=ranges)
+        return bands_rgba(picked, valid, ranges=ranges)
 
     found: np.ndarray | None = source._retrying(draw, read_retries())
     return found
@@ -419,7 +429,7 @@ def run_rgba(
         rgba = classes_rgba(classes[0], layer.lut, offset=layer.offset)
     else:
         values = warp(data.astype(np.float32)[None], read_transform, layer.crs, tile, nodata=np.nan)
-        low, high = rescale or layer.range
+        low, high = rescale or layer.value_range()
         rgba = continuous_rgba(values[0], np.isfinite(values[0]), low, high)
     return rgba if rgba[3].any() else None
 
@@ -465,7 +475,7 @@ def layer_info(run: RunStore, layer: Layer) -> dict[str, Any]:
             {"value": e.value, "name": e.name, "color": e.color} for e in layer.legend
         ]
     else:
-        low, high = layer.range
+        low, high = layer.value_range()
         info["range"] = [low, high]
         info["colors"] = [ramp_colour(f) for f in (0.0, 0.25, 0.5, 0.75, 1.0)]
     return info

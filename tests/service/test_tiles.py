@@ -93,6 +93,9 @@ def runs(
     runs = base / "runs"
     (runs / "grid").mkdir(parents=True)
     satdask.run_batch(root / "scene.tif", artifact, runs / "run.zarr", scheduler="threads")
+    satdask.run_batch(
+        root / "scene.tif", artifact, runs / "scored.zarr", scheduler="threads", keep_scores=True
+    )
     threshold = ModelRegistry(sample_registry).load()
     satdask.run_batch(sample_tif, threshold, runs / "grid" / "tiles.zarr", scheduler="threads")
     shutil.copytree(runs / "run.zarr", runs / "unfinished.zarr")
@@ -313,6 +316,27 @@ def test_a_float_layer_is_drawn_on_the_ramp(client: Client, runs: Path) -> None:
     assert (np.abs(got[:3, half].T.astype(int) - mid) <= 3).all()
 
 
+def test_scores_show_the_winning_class_score(client: Client, runs: Path) -> None:
+    catalog = client.get("/tiles/catalog.json").json()
+    run = next(r for r in catalog["runs"] if r["name"] == "scored")
+    assert [x["name"] for x in run["layers"]] == ["prediction", "scores"]
+    scores = np.asarray(zarr.open_group(runs / "scored.zarr", mode="r")["pixels/scores"])
+    best = np.where(np.isfinite(scores).any(0), np.nanmax(scores, axis=0), np.nan)
+    _, tf, crs, _ = _store_grid(runs / "scored.zarr")
+    doc = client.get("/tiles/runs/scored/scores/tilejson.json").json()
+    finite = best[np.isfinite(best)].astype(np.float64)
+    low, high = doc["range"]  # scores may be logits: the range is the data's
+    assert finite.min() <= low < high <= finite.max()
+    tile = _tile_at(*doc["center"][:2], doc["maxzoom"])
+    got = _rgba(client.get(f"/tiles/runs/scored/scores/{tile.z}/{tile.x}/{tile.y}.png").content)
+    ref = _reference(best.astype(np.float32)[None], tf, crs, tile, np.nan)[0]
+    inside = np.isfinite(ref)
+    assert inside.any() and np.array_equal(got[3] == 255, inside)
+    scaled = np.clip((np.where(inside, ref, low) - low) / (high - low), 0, 1)
+    expected = RAMP[np.round(scaled * 255).astype(int)]
+    assert (np.abs(got[:3, inside].T.astype(int) - expected[inside, :3]) <= 3).all()
+
+
 # ── bad input ───────────────────────────────────────────────────────────────────────────
 
 
@@ -415,7 +439,7 @@ def test_the_catalog_lists_scenes_and_finished_runs(client: Client) -> None:
     scene = next(s for s in catalog["scenes"] if s["name"] == "sub/copy.tif")
     assert scene["tilejson"] == "/tiles/scenes/sub/copy.tif/tilejson.json"
     runs = {r["name"]: r for r in catalog["runs"]}
-    assert set(runs) == {"run", "grid/tiles", "prob"}  # not unfinished, not the escape
+    assert set(runs) == {"run", "scored", "grid/tiles", "prob"}  # not unfinished nor escape
     run = runs["run"]
     assert run["kind"] == "pixel" and run["scene"] == "scene.tif"
     assert [x["name"] for x in run["layers"]] == ["prediction"]
