@@ -229,11 +229,13 @@ def load_classifier(sha256: str) -> Forest:
                 f"{sha256[:12]}; it was modified or another version is installed"
             )
         try:
+            import cv2
             import lightgbm
 
             from satdask.models.forest import Forest
         except ImportError as exc:
             raise ModelError(f"{exc.name} is not installed; {EXTRA}") from None
+        cv2.setNumThreads(1)  # dask's threads are the parallelism
         booster = lightgbm.Booster(model_str=text.decode())
         forest = Forest.parse(text.decode())
         forest.check(booster)
