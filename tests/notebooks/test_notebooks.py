@@ -32,6 +32,7 @@ EXPECTED = [
     "02_batch_inference.ipynb",
     "03_http_service.ipynb",
     "04_pixel_model.ipynb",
+    "05_cloud_mask.ipynb",
 ]
 CELL_TIMEOUT_S = 120  # a bound, not a benchmark: each notebook takes a few seconds
 LAB_START_TIMEOUT_S = 60
