@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from satdask.errors import ModelError
-from satdask.models.forest import Forest
+from satdask.models.forest import Forest, float32_below
 
 
 def _train(x: np.ndarray, y: np.ndarray, **params: object) -> lightgbm.Booster:
@@ -44,7 +44,7 @@ def test_values_on_a_threshold_go_left_as_in_lightgbm() -> None:
     forest = Forest.parse(booster.model_to_string())
     on = np.repeat(x[:64], 4, axis=0)
     picks = np.arange(on.shape[0]) % forest.thresholds.size
-    on[np.arange(on.shape[0]), forest.nodes[picks, 0]] = forest.thresholds[picks]
+    on[np.arange(on.shape[0]), forest.nodes[picks, 1]] = forest.thresholds[picks]
     assert np.array_equal(forest.probability(on), booster.predict(on, num_threads=1))
 
 
@@ -56,6 +56,16 @@ def test_zeros_and_nan_read_as_lightgbm_reads_them() -> None:
     near[::4, 0], near[1::4, 1], near[2::4, 2] = 1e-36, -1e-35, np.nan
     near[3::4, 0] = -0.0
     assert np.array_equal(forest.probability(near), booster.predict(near, num_threads=1))
+
+
+def test_float32_below_decides_as_the_float64_threshold() -> None:
+    rng = np.random.default_rng(3)
+    thresholds = np.concatenate([rng.normal(size=2000), [1e300, -1e300, 0.0, 1e-40, 0.1]])
+    below = float32_below(thresholds)
+    assert below.dtype == np.float32 and (below.astype(np.float64) <= thresholds).all()
+    with np.errstate(over="ignore"):
+        up = np.nextafter(below, np.float32(np.inf))
+    assert (up.astype(np.float64) > thresholds).all(), "no float32 lies in between"
 
 
 def test_a_tampered_forest_fails_its_check() -> None:
