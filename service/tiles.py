@@ -40,10 +40,13 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import quote, urlencode
 
+import msgspec
 import numpy as np
 from affine import Affine
 from litestar import Request, Response, get
 from litestar.enums import MediaType
+from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Schema
 from litestar.params import FromPath
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
@@ -54,8 +57,10 @@ from rasterio.windows import from_bounds
 from satdask.core import mercator
 from satdask.errors import GridError, SatdaskError
 from satdask.io.geotiff import RasterSource, read_retries
+from service.errors import NotFoundError
 from service.runs_root import Layer, RunsRoot, RunStore, step_for
 from service.scenes import OpenScene
+from service.schemas import ErrorBody
 from service.tile_images import (
     EMPTY_TILE,
     bands_rgba,
@@ -74,11 +79,23 @@ _INTEGER = re.compile(r"-?[0-9]{1,10}")
 
 
 class TileRequestError(SatdaskError):
-    """A tile address or query that is not one (400): names the field."""
+    """A query that is not one (400): names the parameter."""
 
 
-class NoRunsRootError(SatdaskError):
-    """Run tiles asked of a service started without --runs-root."""
+class NoSuchTileError(NotFoundError):
+    """A tile address that names no tile (404): names the field (z, x, y or the path)."""
+
+    def __init__(self, message: str) -> None:
+        SatdaskError.__init__(self, message)
+
+
+class NoRunsRootError(NotFoundError):
+    """Run tiles asked of a service started without --runs-root: no run is there (404)."""
+
+    def __init__(self) -> None:
+        SatdaskError.__init__(
+            self, "no runs root: start the service with --runs-root (SATDASK_RUNS_ROOT)"
+        )
 
 
 # ── the request's parts ─────────────────────────────────────────────────────────────────
@@ -86,11 +103,11 @@ class NoRunsRootError(SatdaskError):
 
 def parse_tile(parts: list[str]) -> tuple[list[str], mercator.Tile | None]:
     """(the name's parts, the tile) of `.../{z}/{x}/{y}.png`, or (parts, None) for
-    `.../tilejson.json`; TileRequestError naming the field otherwise."""
+    `.../tilejson.json`; NoSuchTileError naming the field otherwise."""
     if parts and parts[-1] == "tilejson.json":
         return parts[:-1], None
     if len(parts) < 4 or not parts[-1].endswith(".png"):
-        raise TileRequestError(
+        raise NoSuchTileError(
             "path: a tile is .../{z}/{x}/{y}.png and a TileJSON .../tilejson.json"
         )
     values = []
@@ -99,12 +116,12 @@ def parse_tile(parts: list[str]) -> tuple[list[str], mercator.Tile | None]:
     ):
         if not _INTEGER.fullmatch(text):
             shown = text if len(text) <= 20 else text[:17] + "..."
-            raise TileRequestError(f"{field_name}: {shown!r} is not an integer")
+            raise NoSuchTileError(f"{field_name}: {shown!r} is not an integer")
         values.append(int(text))
     try:
         tile = mercator.check_tile(*values)
     except GridError as exc:
-        raise TileRequestError(str(exc)) from None
+        raise NoSuchTileError(str(exc)) from None
     return parts[:-3], tile
 
 
@@ -491,6 +508,87 @@ def run_info(run: RunStore, data_root: object) -> dict[str, Any]:
     }
 
 
+# ── what the JSON routes answer (their OpenAPI schema) ──────────────────────────────────
+
+
+class LegendItem(msgspec.Struct):
+    value: int
+    name: str
+    color: str
+
+
+class TileJSON(msgspec.Struct, omit_defaults=True):
+    """TileJSON 3.0.0, with satdask's fields: a scene's bands, a run layer's legend or range."""
+
+    tilejson: str
+    name: str
+    scheme: str
+    tiles: list[str]
+    bounds: list[float]
+    center: list[float]
+    minzoom: int
+    maxzoom: int
+    attribution: str
+    bands: list[int] | None = None
+    kind: str | None = None
+    run: str | None = None
+    model: str | None = None
+    legend: list[LegendItem] | None = None
+    range: list[float] | None = None
+    colors: list[str] | None = None
+
+
+class CatalogScene(msgspec.Struct):
+    name: str
+    tilejson: str
+    tiles: str
+
+
+class CatalogLayer(msgspec.Struct, omit_defaults=True):
+    name: str
+    kind: str  # "classes" or "continuous"
+    tilejson: str
+    tiles: str
+    legend: list[LegendItem] | None = None
+    range: list[float] | None = None
+    colors: list[str] | None = None
+
+
+class CatalogRun(msgspec.Struct):
+    name: str
+    kind: str  # "pixel" or "tile"
+    model: str
+    scene: str | None  # relative to the data root, when the run's scene lies under it
+    layers: list[CatalogLayer]
+
+
+class Catalog(msgspec.Struct):
+    scenes: list[CatalogScene]
+    runs: list[CatalogRun]
+    runs_truncated: bool
+
+
+@dataclass
+class TileOperation(Operation):
+    """The tile routes' OpenAPI operation: a 200 is a TileJSON document or a PNG tile.
+
+    Litestar documents one media type per status; the PNG is added here (a dataclass
+    again, so that its generated `__init__` calls `__post_init__`), as app.InferOperation does.
+    """
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get("200")
+        content = getattr(ok, "content", None)
+        if isinstance(content, dict):
+            content[PNG] = OpenAPIMediaType(
+                schema=Schema(
+                    type=OpenAPIType.STRING,
+                    content_media_type=PNG,
+                    description="a 256 x 256 RGBA PNG tile (transparent outside the data)",
+                )
+            )
+
+
 # ── the routes ──────────────────────────────────────────────────────────────────────────
 
 
@@ -512,9 +610,7 @@ class Tiles:
 
     def run(self, name: str) -> RunStore:
         if self.runs is None:
-            raise NoRunsRootError(
-                "no runs root: start the service with --runs-root (SATDASK_RUNS_ROOT)"
-            )
+            raise NoRunsRootError
         return self.runs.get(name)
 
     def scene_tile(
@@ -606,20 +702,41 @@ def _base(request: Request[Any, Any, Any]) -> str:
     return str(request.base_url).rstrip("/")
 
 
-def _answer(tag: str, data: bytes | None) -> Response[bytes]:
+def _answer(tag: str, data: bytes | None) -> Response[Any]:
     if data is None:
         return Response(b"", status_code=304, headers=_headers(tag), media_type=PNG)
     return Response(data, headers=_headers(tag), media_type=PNG)
 
 
+_ERRORS = {
+    400: "An unknown query parameter, a band the scene lacks, or a bad rescale.",
+    401: "Missing or invalid API key.",
+    404: "No such scene, run or layer (or one that may not be read), no runs root, or an "
+    "address naming no tile: z/x/y out of range or not integers, or a path ending in "
+    "neither {z}/{x}/{y}.png nor tilejson.json.",
+    422: "The file is not a readable raster, or its pixels cannot be decoded.",
+    502: "The remote data root did not answer.",
+}
+
+
+def _errors(*codes: int) -> dict[int, ResponseSpec]:
+    return {
+        code: ResponseSpec(data_container=ErrorBody, description=_ERRORS[code]) for code in codes
+    }
+
+
 def tile_routes(tiles: Tiles) -> list[Any]:
     """The route handlers, to register in `create_app`."""
 
-    @get("/tiles/catalog.json", summary="Scenes and finished runs to show as map layers")
-    async def catalog() -> dict[str, Any]:
+    @get(
+        "/tiles/catalog.json",
+        summary="Scenes and finished runs to show as map layers",
+        responses=_errors(401),
+    )
+    async def catalog() -> Catalog:
         scenes = await tiles.scenes()
         runs, truncated = await tiles.in_thread(tiles.run_catalog)
-        return {
+        doc = {
             "scenes": [
                 {
                     "name": name,
@@ -631,19 +748,23 @@ def tile_routes(tiles: Tiles) -> list[Any]:
             "runs": runs,
             "runs_truncated": truncated,
         }
+        return msgspec.convert(doc, Catalog)
 
     @get(
         "/tiles/scenes/{rest:path}",
         summary="A scene as web-mercator tiles (.../{z}/{x}/{y}.png) and its TileJSON",
-        media_type=PNG,
+        responses=_errors(400, 401, 404, 422, 502),
+        operation_class=TileOperation,
     )
-    async def scene_tiles(request: Request[Any, Any, Any], rest: FromPath[Path]) -> Response[Any]:
+    async def scene_tiles(
+        request: Request[Any, Any, Any], rest: FromPath[Path]
+    ) -> Response[TileJSON]:
         parts, tile = parse_tile(_parts(rest))
         name = "/".join(parts)
         query = parse_scene_query(dict(request.query_params.dict()))
         if tile is None:
             doc = await tiles.in_thread(tiles.scene_tilejson, name, query, _base(request), key=name)
-            return Response(doc, media_type=MediaType.JSON)
+            return Response(msgspec.convert(doc, TileJSON), media_type=MediaType.JSON)
         seen = request.headers.get("if-none-match")
         tag, data = await tiles.in_thread(
             tiles.scene_tile, name, tile, query, seen, key=(name, tile)
@@ -654,12 +775,15 @@ def tile_routes(tiles: Tiles) -> list[Any]:
         "/tiles/runs/{rest:path}",
         summary="A finished run's layer as web-mercator tiles (.../{layer}/{z}/{x}/{y}.png) "
         "and its TileJSON",
-        media_type=PNG,
+        responses=_errors(400, 401, 404),
+        operation_class=TileOperation,
     )
-    async def run_tiles(request: Request[Any, Any, Any], rest: FromPath[Path]) -> Response[Any]:
+    async def run_tiles(
+        request: Request[Any, Any, Any], rest: FromPath[Path]
+    ) -> Response[TileJSON]:
         parts, tile = parse_tile(_parts(rest))
         if len(parts) < 2:
-            raise TileRequestError("path: a run's tile is /tiles/runs/{run}/{layer}/...")
+            raise NoSuchTileError("path: a run's tile is /tiles/runs/{run}/{layer}/...")
         name, layer = "/".join(parts[:-1]), parts[-1]
         query = dict(request.query_params.dict())
         unknown = sorted(set(query) - {"rescale"})
@@ -671,7 +795,7 @@ def tile_routes(tiles: Tiles) -> list[Any]:
             doc = await tiles.in_thread(
                 tiles.run_tilejson, name, layer, rescale, _base(request), key=name
             )
-            return Response(doc, media_type=MediaType.JSON)
+            return Response(msgspec.convert(doc, TileJSON), media_type=MediaType.JSON)
         seen = request.headers.get("if-none-match")
         tag, data = await tiles.in_thread(
             tiles.run_tile, name, layer, tile, rescale, seen, key=(name, layer, tile)

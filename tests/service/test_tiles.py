@@ -343,14 +343,14 @@ def test_scores_show_the_winning_class_score(client: Client, runs: Path) -> None
 @pytest.mark.parametrize(
     ("url", "status", "words"),
     [
-        ("/tiles/scenes/scene.tif/1/2/0.png", 400, "x: 2 is outside"),
-        ("/tiles/scenes/scene.tif/1/0/5.png", 400, "y: 5 is outside"),
-        ("/tiles/scenes/scene.tif/31/0/0.png", 400, "z: zoom 31"),
-        ("/tiles/scenes/scene.tif/-1/0/0.png", 400, "z: zoom -1"),
-        ("/tiles/scenes/scene.tif/1/a/0.png", 400, "x: 'a' is not an integer"),
-        ("/tiles/scenes/scene.tif/1/0/1.5.png", 400, "y: '1.5' is not an integer"),
-        ("/tiles/runs/run/prediction/z/0/0.png", 400, "z: 'z' is not an integer"),
-        ("/tiles/scenes/scene.tif/1/0/0.jpg", 400, "path"),
+        ("/tiles/scenes/scene.tif/1/2/0.png", 404, "x: 2 is outside"),
+        ("/tiles/scenes/scene.tif/1/0/5.png", 404, "y: 5 is outside"),
+        ("/tiles/scenes/scene.tif/31/0/0.png", 404, "z: zoom 31"),
+        ("/tiles/scenes/scene.tif/-1/0/0.png", 404, "z: zoom -1"),
+        ("/tiles/scenes/scene.tif/1/a/0.png", 404, "x: 'a' is not an integer"),
+        ("/tiles/scenes/scene.tif/1/0/1.5.png", 404, "y: '1.5' is not an integer"),
+        ("/tiles/runs/run/prediction/z/0/0.png", 404, "z: 'z' is not an integer"),
+        ("/tiles/scenes/scene.tif/1/0/0.jpg", 404, "path"),
         ("/tiles/runs/run/nope/1/0/0.png", 404, "no layer 'nope'"),
         ("/tiles/runs/nope/prediction/1/0/0.png", 404, "run 'nope'"),
         ("/tiles/runs/nope/prediction/tilejson.json", 404, "run 'nope'"),
@@ -376,7 +376,7 @@ def test_bad_input_answers_json_naming_the_field(
 def test_runs_without_a_runs_root_are_refused(root: Path) -> None:
     with TestClient(create_app(Settings(data_root=root))) as c:
         r = c.get("/tiles/runs/run/prediction/1/0/0.png")
-        assert r.status_code == 400 and "--runs-root" in r.json()["detail"]
+        assert r.status_code == 404 and "--runs-root" in r.json()["detail"]
         assert c.get("/tiles/catalog.json").json()["runs"] == []
 
 
