@@ -286,3 +286,16 @@ def _sha256(path: Path) -> str:
     import hashlib
 
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_the_model_loads_without_importing_s2cloudless() -> None:
+    """Its import pulls in sentinelhub; satdask only finds the package's model file."""
+    code = (
+        "import sys\n"
+        "from satdask.models.s2cloudless import CloudMaskModel\n"
+        "model = CloudMaskModel.installed()\n"
+        "top = {m.split('.')[0] for m in sys.modules}\n"
+        "print(sorted(top & {'s2cloudless', 'sentinelhub'}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
