@@ -362,10 +362,10 @@ class TimedModel:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.model, name)
 
-    def scores(self, batch: np.ndarray) -> np.ndarray:
+    def scores(self, batch: np.ndarray, *, inside: np.ndarray | None = None) -> np.ndarray:
         t0 = time.perf_counter()
         try:
-            return self.model.scores(batch)
+            return self.model.scores(batch, inside=inside)
         finally:
             self.seconds += time.perf_counter() - t0
 
