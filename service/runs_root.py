@@ -14,8 +14,9 @@ replaced by a new run at the same path is opened again.
 
 Layers. A pixel model's run: `prediction` (pixels/prediction, the class values drawn in
 the model's class colours, the fill value clear), `scores` if stored (the winning
-class's score on the ramp, over the data's own range: scores may be logits) and every other float array (y, x) of `pixels` (such
-as a cloud probability), on the ramp over its `valid_min`..`valid_max` or 0..1. A tile
+class's score on the ramp, over the data's own range: scores may be logits) and every
+other float array (y, x) of `pixels` (such as a cloud probability), on the ramp over its
+`valid_min`..`valid_max` or 0..1. A tile
 model's run: `prediction`, the root's tile grid, each tile a cell of its class.
 
 Low zooms read downsampled: a window of at most `DIRECT_PIXELS` store pixels is read
