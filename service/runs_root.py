@@ -19,8 +19,10 @@ other float array (y, x) of `pixels` (such as a cloud probability), on the ramp 
 `valid_min`..`valid_max` or 0..1. A tile
 model's run: `prediction`, the root's tile grid, each tile a cell of its class.
 
-Low zooms read downsampled: a window of at most `DIRECT_PIXELS` store pixels is read
-from zarr with a step (every 2nd, 4th, ... pixel, nearest); a larger one comes from a
+Reads go through whole decoded chunks, kept in the same cache as the levels: a chunk
+(a batch block, 1536 px a side by default) holds dozens of tiles, which a map asks for
+together. Low zooms read downsampled: a window of at most `DIRECT_PIXELS` store pixels is
+cut from the chunks with a step (every 2nd, 4th, ... pixel, nearest); a larger one comes from a
 level, the whole array at that step, built once chunk by chunk (or from a finer level
 already built) and kept in a process-wide cache of at most `LEVEL_BYTES`. Memory stays
 bounded by a chunk, the window, and the cache, whatever the zoom.
@@ -127,11 +129,49 @@ class Layer:
         """(y, x) values of rows/cols (starts multiples of `step`) at every `step`th pixel."""
         (r0, r1), (c0, c1) = rows, cols
         if step == 1 or (r1 - r0) * (c1 - c0) <= DIRECT_PIXELS:
-            data = np.asarray(self.array[(..., slice(r0, r1, step), slice(c0, c1, step))])
+            data = self._from_chunks(r0, r1, c0, c1, step)
         else:
             level = self.level(step)
             data = level[..., r0 // step : -(-r1 // step), c0 // step : -(-c1 // step)]
         return self._reduce(data)
+
+    def _from_chunks(self, r0: int, r1: int, c0: int, c1: int, step: int) -> np.ndarray:
+        """The window at every `step`th pixel, cut from whole decoded chunks, which are
+        cached: a chunk holds many tiles' pixels, and neighbouring tiles come together."""
+        ch, cw = (int(c) for c in self.array.chunks[-2:])
+        height, width = self.shape
+        lead = tuple(self.array.shape[:-2])
+        out = np.empty(
+            (*lead, len(range(r0, r1, step)), len(range(c0, c1, step))), dtype=self.array.dtype
+        )
+        for i in range(r0 // ch, (r1 - 1) // ch + 1):
+            top, bottom = max(r0, i * ch), min(r1, (i + 1) * ch)
+            first_row = r0 + -(-(top - r0) // step) * step  # the first row taken in the chunk
+            if first_row >= bottom:
+                continue
+            for j in range(c0 // cw, (c1 - 1) // cw + 1):
+                left, right = max(c0, j * cw), min(c1, (j + 1) * cw)
+                first_col = c0 + -(-(left - c0) // step) * step
+                if first_col >= right:
+                    continue
+                chunk = self._chunk(i, j, ch, cw, height, width)
+                part = chunk[
+                    ..., first_row - i * ch : bottom - i * ch : step,
+                    first_col - j * cw : right - j * cw : step,
+                ]  # fmt: skip
+                y, x = (first_row - r0) // step, (first_col - c0) // step
+                out[..., y : y + part.shape[-2], x : x + part.shape[-1]] = part
+        return out
+
+    def _chunk(self, i: int, j: int, ch: int, cw: int, height: int, width: int) -> np.ndarray:
+        key = (*self.key, "chunk", i, j)
+        found = _LEVELS.get(key)
+        if found is None:
+            rows = slice(i * ch, min((i + 1) * ch, height))
+            cols = slice(j * cw, min((j + 1) * cw, width))
+            found = np.asarray(self.array[(..., rows, cols)])
+            _LEVELS.put(key, found)
+        return found
 
     def _reduce(self, data: np.ndarray) -> np.ndarray:
         if self.reduce_max:
@@ -198,7 +238,7 @@ class _LevelCache:
 
     def steps(self, key: tuple[Any, ...]) -> list[int]:
         with self._lock:
-            return [k[-1] for k in self._items if k[:-1] == key]
+            return [k[-1] for k in self._items if k[:-1] == key and isinstance(k[-1], int)]
 
     def put(self, key: tuple[Any, ...], value: np.ndarray) -> None:
         with self._lock:
