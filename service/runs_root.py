@@ -385,7 +385,10 @@ def open_store(name: str, path: Path, stamp: tuple[int, ...]) -> RunStore:
                 )  # fmt: skip
             elif array.ndim == 2 and array.dtype.kind == "f" and array_name not in ("x", "y"):
                 attrs: dict[str, Any] = dict(array.attrs)
-                low, high = attrs.get("valid_min", 0.0), attrs.get("valid_max", 1.0)
+                low, high = attrs.get("valid_range") or (
+                    attrs.get("valid_min", 0.0),
+                    attrs.get("valid_max", 1.0),
+                )
                 layers[array_name] = Layer(
                     array_name, "continuous", array, transform, crs,
                     range=(float(low), float(high)), key=(*key, array_name),
