@@ -37,7 +37,7 @@ def pip_requirements() -> dict[str, str]:
 def conda_requirements() -> dict[str, str]:
     lines = (ROOT / "environment.yml").read_text().splitlines()
     deps = [line.strip()[2:] for line in lines if line.strip().startswith("- ")]
-    deps = [d for d in deps if d != "conda-forge"]
+    deps = [d for d in deps if d not in ("conda-forge", "pip", "pip:")]
     return dict(_split(d) for d in deps if not d.startswith("python"))
 
 
