@@ -74,7 +74,8 @@ def write_picture(run: RunResult, path: Path, *, scene: str) -> Path:
     model = record["model"]
     title = [
         scene,
-        f"model {str(model.get('id') or 'unregistered')[:8]}, sha256 {model['sha256'][:12]}",
+        f"model {str(model['id'])[:8] if model.get('id') else 'unregistered'}, "
+        f"sha256 {model['sha256'][:12]}",
         f"acquired {acquired}, run {record['created_at'][:16].replace('T', ' ')} utc",
     ]
     legend = [(COLOURS[name], f"{name:<6} {n}") for name, n in counts.items()]
