@@ -23,6 +23,7 @@ from rasterio.io import MemoryFile
 
 import satdask
 from satdask import ModelRegistry
+from satdask.core import mercator
 from satdask.io.sample_s2 import write_s2_scene
 from service import Settings, create_app
 
@@ -100,6 +101,29 @@ def test_png_is_the_stores_mask(client: Client, setup: tuple[Path, Path, np.ndar
         for i, rgba in cmap.items():
             lut[i] = colours.get(tuple(rgba), 254)
         assert np.array_equal(lut[index], _tile(pixels, row, col)), (row, col)
+
+
+def test_the_mask_and_probability_are_map_layers(setup: tuple[Path, Path, np.ndarray]) -> None:
+    """The run's folder as the runs root: its layers in the catalog, with the classes'
+    colours, and a tile of the probability at the scene's native zoom."""
+    root, registry, _ = setup
+    settings = Settings(data_root=root, model=str(registry), runs_root=root.parent)
+    with TestClient(create_app(settings)) as c:
+        catalog = c.get("/tiles/catalog.json").json()
+        run = next(r for r in catalog["runs"] if r["name"] == "run")
+        layers = {layer["name"]: layer for layer in run["layers"]}
+        assert set(layers) == {"prediction", "cloud_probability"}
+        model = ModelRegistry(registry).load().model
+        assert layers["prediction"]["legend"] == [
+            {"value": m.value, "name": m.name, "color": m.color} for m in model.classes
+        ]
+        assert layers["cloud_probability"]["kind"] == "continuous"
+        doc = c.get(layers["cloud_probability"]["tilejson"]).json()
+        lon, lat = doc["center"][:2]
+        tile = mercator.tile_of(*mercator.to_mercator(lon, lat), doc["maxzoom"])
+        r = c.get(f"/tiles/runs/run/cloud_probability/{tile.z}/{tile.x}/{tile.y}.png")
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+        assert r.headers["etag"]
 
 
 def test_another_padding_is_refused(client: Client) -> None:
