@@ -299,3 +299,12 @@ def test_the_model_loads_without_importing_s2cloudless() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_an_opened_scene_is_refused_naming_why(scenes: dict[str, Path], tmp_path: Path) -> None:
+    """The bands and the offset are found from the file or item by name, not guessed."""
+    store = tmp_path / "run.zarr"
+    with pytest.raises(SatdaskError, match="reads a scene by name") as err:
+        satdask.run_batch(satdask.open_scene(scenes["clear"]), CloudMaskModel.installed(), store)
+    assert "\n" not in str(err.value)
+    assert not store.exists()
