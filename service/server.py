@@ -54,7 +54,6 @@ def serve(**overrides: Any) -> None:
     from service.auth import default_hosts
     from service.errors import ConfigError
     from service.gdal import export_gdal_env
-    from service.protocol import PROTOCOL
 
     settings = Settings.from_env(**overrides)
     if not settings.model:
@@ -77,17 +76,26 @@ def serve(**overrides: Any) -> None:
     log.info("answering to Host: %s (SATDASK_ALLOWED_HOSTS)", settings.allowed_hosts)
     uvicorn.run(
         APP_FACTORY,
-        factory=True,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        log_level=settings.log_level,
-        access_log=settings.access_log,
-        lifespan="on",
-        server_header=False,
-        timeout_graceful_shutdown=10,
+        **uvicorn_options(settings),
+    )
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How `satdask serve` and `satdask view` run uvicorn, beside where they listen."""
+    from service.protocol import PROTOCOL
+
+    return {
+        "factory": True,
+        "log_level": settings.log_level,
+        "access_log": settings.access_log,
+        "lifespan": "on",
+        "server_header": False,
+        "timeout_graceful_shutdown": 10,
         # service/protocol.py: bounds on the request line, headers, the time to send a
         # request and open connections; the in-flight limit wraps the app (app_from_env)
-        http=PROTOCOL,
-        timeout_keep_alive=settings.keepalive_timeout,  # type: ignore[arg-type]
-    )
+        "http": PROTOCOL,
+        "timeout_keep_alive": settings.keepalive_timeout,
+    }

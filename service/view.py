@@ -109,8 +109,7 @@ def view(store: str, *, host: str = "127.0.0.1", port: int = 0, echo: Any = None
     from service.auth import default_hosts
     from service.errors import ConfigError
     from service.gdal import export_gdal_env
-    from service.protocol import PROTOCOL
-    from service.server import APP_FACTORY
+    from service.server import APP_FACTORY, uvicorn_options
 
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port must be 0..65535, got {port}")
@@ -143,17 +142,7 @@ def view(store: str, *, host: str = "127.0.0.1", port: int = 0, echo: Any = None
     export_gdal_env(cache_mb=settings.gdal_cachemax)
     url = map_url(host, bound, plan.run)
     (echo or _print)(f"satdask view: {plan.run} over {plan.scene} at {url}")
-    config = uvicorn.Config(
-        APP_FACTORY,
-        factory=True,
-        log_level=settings.log_level,
-        access_log=settings.access_log,
-        lifespan="on",
-        server_header=False,
-        timeout_graceful_shutdown=10,
-        http=PROTOCOL,
-        timeout_keep_alive=settings.keepalive_timeout,  # type: ignore[arg-type]
-    )
+    config = uvicorn.Config(APP_FACTORY, **uvicorn_options(settings))
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
