@@ -101,7 +101,6 @@ class CloudMaskModel:
     output: ClassVar[Literal["pixel"]] = "pixel"
     layers: ClassVar[tuple[str, ...]] = ("cloud_probability",)
     classes: ClassVar[tuple[ModelClass, ...]] = CLASSES
-    band_names: ClassVar[tuple[str, ...]] = MODEL_BANDS
     window: ClassVar[None] = None
     batch_size: ClassVar[int] = 1
     padding: ClassVar[str] = "symmetric"  # OpenCV's BORDER_REFLECT, as the reference
