@@ -23,6 +23,7 @@ import pytest
 import rasterio
 import s2cloudless  # the oracle: the dev extra installs it
 import xarray as xr
+from procs import dask_cluster
 
 import satdask
 from satdask.errors import SatdaskError, SceneError
@@ -308,3 +309,22 @@ def test_an_opened_scene_is_refused_naming_why(scenes: dict[str, Path], tmp_path
         satdask.run_batch(satdask.open_scene(scenes["clear"]), CloudMaskModel.installed(), store)
     assert "\n" not in str(err.value)
     assert not store.exists()
+
+
+@pytest.mark.cluster
+def test_dask_worker_processes_give_the_same_store(scenes: dict[str, Path], tmp_path: Path) -> None:
+    """Real `dask scheduler` and `dask worker` processes on loopback: each worker loads
+    and checks the classifier itself, and the store equals a threads run, bit for bit."""
+    model = CloudMaskModel.installed(**WIDER)
+    threads = satdask.run_batch(
+        scenes["collar"], model, tmp_path / "threads.zarr", scheduler="threads"
+    )
+    with dask_cluster(tmp_path / "cluster", workers=2) as cluster:
+        workers = satdask.run_batch(
+            scenes["collar"], model, tmp_path / "workers.zarr", scheduler=cluster.address,
+            tiles_per_chunk=1,
+        )  # fmt: skip
+    a, b = pixels(threads.path), pixels(workers.path)
+    np.testing.assert_array_equal(a.prediction.values, b.prediction.values)
+    np.testing.assert_array_equal(a.cloud_probability.values, b.cloud_probability.values)
+    assert (a.prediction.values == 1).any() and (a.prediction.values == 0).any()
