@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from batch import tree_rss  # benchmarks/ is on sys.path when a script of it runs
 
 CACHE = Path(os.environ.get("SATDASK_BENCH_CACHE", Path(__file__).parent / ".cache"))
 PY = [sys.executable, "-c"]
@@ -107,29 +108,6 @@ class Command:
     cpu: list[float] = field(default_factory=list)
     rss: list[int] = field(default_factory=list)
     reported: list[dict[str, float]] = field(default_factory=list)
-
-
-def tree_rss(root: int) -> int:
-    """Resident bytes of a process and all its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    page = os.sysconf("SC_PAGE_SIZE")
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(entry))
-            rss[int(entry)] = int(fields[21]) * page
-        except (OSError, IndexError, ValueError):
-            continue
-    total, stack = 0, [root]
-    while stack:
-        pid = stack.pop()
-        total += rss.get(pid, 0)
-        stack.extend(children.get(pid, []))
-    return total
 
 
 def measure(command: Command, *, env: dict[str, str], extra: list[str] | None = None) -> None:
